@@ -1,0 +1,110 @@
+"""Gunicorn settings, all from the environment, each with its reason.
+
+Run `python gunicorn.conf.py` to print the resolved settings as JSON: that is
+exactly what gunicorn will run with, and what the tests check.
+"""
+
+import json
+import math
+import os
+import signal
+
+_DEFAULT_WORKER_CLASS = "{{ cookiecutter.worker_class }}"
+_DEFAULT_APP = "{{ cookiecutter.package_name }}.flask_app:app"
+# Worker classes that keep client connections open between requests.
+_KEEPS_CONNECTIONS = {"gthread", "gevent", "aiohttp.GunicornWebWorker"}
+
+
+def _env(name, default):
+    return os.environ.get(name, "").strip() or default
+
+
+def _env_int(name, default):
+    raw = _env(name, "")
+    return int(raw) if raw else default
+
+
+def usable_cpus():
+    """CPUs this process may really use: its affinity, capped by a cgroup quota."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()
+        if quota != "max":
+            cpus = min(cpus, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus or 1)
+
+
+def default_workers(worker_class, cpus):
+    # sync serves one request per process; threaded and green workers need fewer.
+    if worker_class == "sync":
+        return 2 * cpus + 1
+    return cpus + 1
+
+
+wsgi_app = _env("APP_MODULE", _DEFAULT_APP)
+bind = [_env("GUNICORN_BIND", "127.0.0.1:8000")]
+worker_class = _env("GUNICORN_WORKER_CLASS", _DEFAULT_WORKER_CLASS)
+cpus = usable_cpus()
+# WEB_CONCURRENCY is the conventional override; never fewer than 2 workers.
+workers = max(2, _env_int("WEB_CONCURRENCY", default_workers(worker_class, cpus)))
+# gthread: requests per worker at once; other classes ignore it.
+threads = _env_int("GUNICORN_THREADS", 4) if worker_class == "gthread" else 1
+# gevent: open connections per worker; each waits cheaply on I/O.
+worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000)
+# A worker silent this long is killed; nginx's proxy_read_timeout is set above it.
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
+# On TERM, requests get this long to finish; compose's stop_grace_period exceeds it.
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
+# Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
+# connections first and never sends a request on one gunicorn is closing.
+keepalive = _env_int("GUNICORN_KEEPALIVE", 75) if worker_class in _KEEPS_CONNECTIONS else 2
+# Recycle workers now and then, at staggered moments, to bound slow leaks.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 1000)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 100)
+# The heartbeat file on a disk-backed /tmp can stall workers; /dev/shm is memory.
+_SHM = "/dev/shm"  # noqa: S108 (memory-backed, only for the heartbeat file)
+worker_tmp_dir = _SHM if os.access(_SHM, os.W_OK) else None
+# Gunicorn 27 opens a control socket at one per-user path by default, which a
+# second service of the same user silently takes over: one per service, or none.
+control_socket = _env("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
+# Trust X-Forwarded-* only from the proxy in front (unix sockets are always trusted).
+forwarded_allow_ips = _env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# gevent patches the standard library per worker: importing the app in the master
+# first would load ssl and redis unpatched.
+preload_app = False
+pidfile = _env("GUNICORN_PIDFILE", "") or None
+accesslog = _env("GUNICORN_ACCESSLOG", "-")
+errorlog = _env("GUNICORN_ERRORLOG", "-")
+loglevel = _env("GUNICORN_LOGLEVEL", "info")
+# The request id nginx sets, and the duration in milliseconds.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}i)s'
+
+
+def _short_class_name(name):
+    return "aiohttp" if name.startswith("aiohttp.") else name
+
+
+def post_worker_init(worker):
+    # The inherited SIGCHLD handler may reap our children first, and subprocess then
+    # reports 0: restore the default in every worker, whatever its class or version.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.environ["APP_WORKER_CLASS"] = _short_class_name(worker.cfg.worker_class_str)
+
+
+def resolved():
+    names = [
+        "wsgi_app", "bind", "worker_class", "cpus", "workers", "threads",
+        "worker_connections", "timeout", "graceful_timeout", "keepalive",
+        "max_requests", "max_requests_jitter", "worker_tmp_dir", "control_socket",
+        "control_socket_disable", "forwarded_allow_ips", "preload_app", "pidfile",
+        "accesslog", "errorlog", "loglevel", "access_log_format",
+    ]  # fmt: skip
+    return {name: globals()[name] for name in names}
+
+
+if __name__ == "__main__":
+    print(json.dumps(resolved(), indent=2))

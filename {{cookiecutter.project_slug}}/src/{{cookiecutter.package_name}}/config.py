@@ -1,0 +1,108 @@
+"""Settings read once from the environment, so every worker process agrees.
+
+Each gunicorn worker imports this module after the fork; nothing here opens a
+connection, so the master never holds a socket its children would share.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A setting in the environment cannot be used; the message names it."""
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Unset means "no Redis": the service refuses to start rather than guess.
+    redis_url: str
+    # Without socket timeouts a paused Redis hangs requests instead of answering 503.
+    redis_timeout: float
+    # One prefix per service, so two services can share a Redis without colliding.
+    key_prefix: str
+    # The export store: nginx serves <export_dir>/files through an internal location.
+    export_dir: Path
+    # The internal nginx location that maps onto <export_dir>/files/ (both end in "/").
+    export_accel_prefix: str
+    # Exports older than this are removed by the next export that runs a sweep.
+    export_max_age: float
+    # How long a request may wait for a lock before it gets 409 lock_timeout.
+    lock_wait: float
+    # A lock outlives a crashed holder by at most this long; longer than any hold.
+    lock_ttl: float
+
+    @property
+    def export_files(self) -> Path:
+        return self.export_dir / "files"
+
+    @property
+    def export_work(self) -> Path:
+        return self.export_dir / "work"
+
+
+def load() -> Settings:
+    prefix = env_str("EXPORT_ACCEL_PREFIX", "/_internal/exports/")
+    if not (prefix.startswith("/") and prefix.endswith("/")):
+        raise ConfigError("EXPORT_ACCEL_PREFIX must start and end with '/'")
+    lock_ttl = env_float("LOCK_TTL_SECONDS", 30.0, minimum=6.0)
+    return Settings(
+        redis_url=env_str("REDIS_URL", ""),
+        redis_timeout=env_float("REDIS_TIMEOUT_SECONDS", 2.0, minimum=0.1),
+        key_prefix=env_str("KEY_PREFIX", "{{ cookiecutter.project_slug }}"),
+        export_dir=Path(env_str("EXPORT_DIR", "var/exports")).resolve(),
+        export_accel_prefix=prefix,
+        export_max_age=env_float("EXPORT_MAX_AGE_SECONDS", 86400.0, minimum=1.0),
+        lock_wait=env_float("LOCK_WAIT_SECONDS", 10.0, minimum=0.0),
+        lock_ttl=lock_ttl,
+    )
+
+
+@cache
+def settings() -> Settings:
+    """The settings of this process, read once: the environment does not change."""
+    return load()

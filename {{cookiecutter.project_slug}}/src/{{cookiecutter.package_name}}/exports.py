@@ -1,0 +1,140 @@
+"""Files made per request, written privately and published atomically.
+
+Two workers writing one fixed path corrupt each other without an error. Here
+each export is written in a fresh directory of its own under `work/`, then
+the whole directory is renamed into `files/<id>/` in one atomic step, so a
+reader sees a complete export or none, and the working area is emptied
+whether the request succeeded or failed. nginx serves the published files
+(X-Accel-Redirect), so no worker is held by a slow download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import ApiError, not_found
+
+ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+DATA_NAME = "export.txt"
+META_NAME = "meta.json"
+CHUNK = 1 << 20
+# Exports are published readable by the web server, which may be another user.
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+# A work directory this old belongs to a worker that was killed mid-export.
+STALE_WORK_SECONDS = 3600.0
+# Keep this much disk free so one large export cannot starve everything else.
+DISK_RESERVE_BYTES = 64 << 20
+
+
+def _fill(size: int) -> bytes:
+    pattern = b"0123456789abcdefghijklmnopqrstuvwxyz\n"
+    return (pattern * (size // len(pattern) + 1))[:size]
+
+
+_FILLER = _fill(CHUNK)
+
+
+class ExportStore:
+    def __init__(self, root: Path, accel_prefix: str, max_age: float) -> None:
+        self.files = root / "files"
+        self.work = root / "work"
+        self.accel_prefix = accel_prefix
+        self.max_age = max_age
+        self._next_sweep = 0.0
+
+    def _ensure_dirs(self) -> None:
+        for path in (self.files, self.work):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def create(self, label: str, size: int) -> dict:
+        header = f"label={label}\n".encode()
+        if size < len(header):
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"size_bytes must be at least {len(header)} to hold the label line.",
+            )
+        self._ensure_dirs()
+        if shutil.disk_usage(self.work).free - size < DISK_RESERVE_BYTES:
+            raise ApiError(507, "insufficient_storage", "Not enough disk space for that export.")
+        self.sweep()
+        export_id = secrets.token_hex(16)
+        workdir = Path(tempfile.mkdtemp(prefix="export-", dir=self.work))
+        try:
+            digest = self._write(workdir / DATA_NAME, header, size)
+            meta = {
+                "id": export_id,
+                "label": label,
+                "size": size,
+                "sha256": digest,
+                "filename": f"{label}.txt",
+                "created": time.time(),
+            }
+            (workdir / META_NAME).write_text(json.dumps(meta))
+            os.chmod(workdir / META_NAME, FILE_MODE)
+            os.chmod(workdir, DIR_MODE)
+            # The publish: one rename of the whole directory, atomic on one filesystem.
+            os.rename(workdir, self.files / export_id)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return meta
+
+    @staticmethod
+    def _write(path: Path, header: bytes, size: int) -> str:
+        digest = hashlib.sha256()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+        with os.fdopen(fd, "wb") as out:
+            out.write(header)
+            digest.update(header)
+            left = size - len(header)
+            while left > 0:
+                chunk = _FILLER[: min(left, CHUNK)]
+                out.write(chunk)
+                digest.update(chunk)
+                left -= len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        return digest.hexdigest()
+
+    def get(self, export_id: str) -> dict:
+        if not ID_PATTERN.fullmatch(export_id):
+            raise not_found("export")
+        try:
+            return json.loads((self.files / export_id / META_NAME).read_text())
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            raise not_found("export") from None
+
+    def accel_path(self, meta: dict) -> str:
+        """The internal URI nginx serves; built from server-side data only."""
+        return f"{self.accel_prefix}{meta['id']}/{DATA_NAME}"
+
+    def data_path(self, meta: dict) -> Path:
+        return self.files / meta["id"] / DATA_NAME
+
+    def sweep(self, now: float | None = None) -> None:
+        """Remove expired exports and abandoned work directories, once a minute."""
+        now = time.time() if now is None else now
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 60.0
+        for parent, age in ((self.files, self.max_age), (self.work, STALE_WORK_SECONDS)):
+            try:
+                entries = list(os.scandir(parent))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                try:
+                    expired = now - entry.stat(follow_symlinks=False).st_mtime > age
+                except FileNotFoundError:
+                    continue
+                if expired:
+                    shutil.rmtree(entry.path, ignore_errors=True)
