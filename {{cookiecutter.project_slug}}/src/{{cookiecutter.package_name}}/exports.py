@@ -66,7 +66,7 @@ class ExportStore:
         self._ensure_dirs()
         if shutil.disk_usage(self.work).free - size < DISK_RESERVE_BYTES:
             raise ApiError(507, "insufficient_storage", "Not enough disk space for that export.")
-        self.sweep()
+        self.maybe_sweep()
         export_id = secrets.token_hex(16)
         workdir = Path(tempfile.mkdtemp(prefix="export-", dir=self.work))
         try:
@@ -120,12 +120,15 @@ class ExportStore:
     def data_path(self, meta: dict) -> Path:
         return self.files / meta["id"] / DATA_NAME
 
-    def sweep(self, now: float | None = None) -> None:
-        """Remove expired exports and abandoned work directories, once a minute."""
-        now = time.time() if now is None else now
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + 60.0
+    def maybe_sweep(self) -> None:
+        """Sweep at most once a minute per process: cheap enough to run on create."""
+        now = time.time()
+        if now >= self._next_sweep:
+            self._next_sweep = now + 60.0
+            self.sweep(now)
+
+    def sweep(self, now: float) -> None:
+        """Remove expired exports and work directories abandoned by killed workers."""
         for parent, age in ((self.files, self.max_age), (self.work, STALE_WORK_SECONDS)):
             try:
                 entries = list(os.scandir(parent))

@@ -1,0 +1,67 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CONFIG = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
+
+
+def resolved(**env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_")}
+    clean.pop("WEB_CONCURRENCY", None)
+    out = subprocess.run(
+        [sys.executable, str(CONFIG)],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def test_defaults_are_the_generated_worker_class():
+    settings = resolved()
+    assert settings["worker_class"] == "{{ cookiecutter.worker_class }}"
+    assert settings["workers"] >= 2
+    assert settings["preload_app"] is False
+    assert settings["max_requests"] > 0 and settings["max_requests_jitter"] > 0
+
+
+@pytest.mark.parametrize("worker_class", ["sync", "gthread", "gevent"])
+def test_tuned_per_worker_class(worker_class):
+    settings = resolved(GUNICORN_WORKER_CLASS=worker_class)
+    assert settings["worker_class"] == worker_class
+    assert (settings["threads"] > 1) == (worker_class == "gthread")
+    if worker_class == "sync":
+        assert settings["workers"] == 2 * settings["cpus"] + 1
+    else:
+        # Longer than nginx's upstream keepalive_timeout (60 s).
+        assert settings["keepalive"] > 60
+
+
+def test_workers_follow_the_cpus_this_process_may_use():
+    one_cpu = resolved()
+    assert one_cpu["cpus"] <= len(os.sched_getaffinity(0))
+    pinned = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, str(CONFIG)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if pinned.returncode == 0:
+        assert json.loads(pinned.stdout)["cpus"] == 1
+
+
+def test_web_concurrency_overrides_but_never_below_two():
+    assert resolved(WEB_CONCURRENCY="5")["workers"] == 5
+    assert resolved(WEB_CONCURRENCY="1")["workers"] == 2
+
+
+def test_control_socket_is_per_service_or_off():
+    assert resolved()["control_socket_disable"] is True
+    own = resolved(GUNICORN_CONTROL_SOCKET="/run/app/gunicorn.ctl")
+    assert own["control_socket"] == "/run/app/gunicorn.ctl"
+    assert own["control_socket_disable"] is False
