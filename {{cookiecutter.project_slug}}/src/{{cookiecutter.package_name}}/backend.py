@@ -1,14 +1,17 @@
 """Which shared-state backend this worker talks to, opened after the fork.
 
-A Redis connection made in the gunicorn master would be inherited by every
-worker; so the client is created lazily, per process, on first use, and
-rebuilt if the pid changes. Redis errors become `BackendUnavailable` (503),
-and the service answers again as soon as Redis does, without a restart.
+With REDIS_URL set, state and locks live in Redis; without it, in the
+embedded single-host backend (SQLite and lock files in DATA_DIR). Either way
+the backend is opened lazily, per process, on first use: a connection made
+in the gunicorn master would be shared by every worker. Backend errors
+become `BackendUnavailable` (503), and the service answers again as soon as
+the backend does, without a restart.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,16 +20,21 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import config
+from . import config, embedded
 from .errors import BackendUnavailable
-from .locks import RedisLocks
+from .locks import Locks, RedisLocks
 from .state import RedisState
 
-_guard = threading.Lock()
-_opened: dict[int, tuple[RedisState, RedisLocks]] = {}
+# The exceptions that mean "the backend did not answer", as opposed to a bug of ours.
+UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    sqlite3.OperationalError,
+)
 
-# The exceptions that mean "Redis did not answer", as opposed to a bug of ours.
-UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+_guard = threading.Lock()
+_opened: dict[int, tuple[RedisState | embedded.SqliteState, Locks]] = {}
 
 
 @contextmanager
@@ -49,29 +57,39 @@ def make_client(settings: config.Settings) -> redis.Redis:
     )
 
 
-def _open() -> tuple[RedisState, RedisLocks]:
+def _open_redis(settings: config.Settings) -> tuple[RedisState, Locks]:
+    client = make_client(settings)
+    return RedisState(client, settings.key_prefix), RedisLocks(client, settings.key_prefix)
+
+
+def _open_embedded(settings: config.Settings) -> tuple[embedded.SqliteState, Locks]:
+    directory = embedded.private_dir(settings.data_dir)
+    db = embedded.Database(directory / "state.sqlite3")
+    locks_dir = embedded.private_dir(directory / "locks")
+    return embedded.SqliteState(db), embedded.FileLocks(locks_dir, db)
+
+
+def _open() -> tuple[RedisState | embedded.SqliteState, Locks]:
     pid = os.getpid()
     with _guard:
         opened = _opened.get(pid)
         if opened is None:
             _opened.clear()
             settings = config.settings()
-            if not settings.redis_url:
-                raise BackendUnavailable("REDIS_URL is not set")
-            client = make_client(settings)
-            opened = (
-                RedisState(client, settings.key_prefix),
-                RedisLocks(client, settings.key_prefix),
-            )
+            opened = _open_redis(settings) if settings.redis_url else _open_embedded(settings)
             _opened[pid] = opened
         return opened
 
 
-def state() -> RedisState:
+def name() -> str:
+    return "redis" if config.settings().redis_url else "embedded"
+
+
+def state() -> RedisState | embedded.SqliteState:
     return _open()[0]
 
 
-def locks() -> RedisLocks:
+def locks() -> Locks:
     return _open()[1]
 
 

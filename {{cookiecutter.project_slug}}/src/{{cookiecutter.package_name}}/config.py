@@ -59,12 +59,14 @@ def env_bool(name: str, default: bool) -> bool:
 
 @dataclass(frozen=True)
 class Settings:
-    # Unset means "no Redis": the service refuses to start rather than guess.
+    # Unset means no Redis: the embedded single-host backend in data_dir serves instead.
     redis_url: str
     # Without socket timeouts a paused Redis hangs requests instead of answering 503.
     redis_timeout: float
     # One prefix per service, so two services can share a Redis without colliding.
     key_prefix: str
+    # The embedded backend's private directory (SQLite, lock files); one host only.
+    data_dir: Path
     # The export store: nginx serves <export_dir>/files through an internal location.
     export_dir: Path
     # The internal nginx location that maps onto <export_dir>/files/ (both end in "/").
@@ -94,6 +96,7 @@ def load() -> Settings:
         redis_url=env_str("REDIS_URL", ""),
         redis_timeout=env_float("REDIS_TIMEOUT_SECONDS", 2.0, minimum=0.1),
         key_prefix=env_str("KEY_PREFIX", "{{ cookiecutter.project_slug }}"),
+        data_dir=Path(env_str("DATA_DIR", "var/data")).resolve(),
         export_dir=Path(env_str("EXPORT_DIR", "var/exports")).resolve(),
         export_accel_prefix=prefix,
         export_max_age=env_float("EXPORT_MAX_AGE_SECONDS", 86400.0, minimum=1.0),

@@ -78,7 +78,32 @@ class Lease:
     fence: int
 
 
-class RedisLocks:
+class Locks:
+    """What every lock backend shares: `hold`, built on acquire and release."""
+
+    # Errors on release that the lock's own expiry makes harmless.
+    release_errors: tuple[type[Exception], ...] = ()
+
+    def acquire(self, name: str, ttl: float, wait: float) -> Lease:
+        raise NotImplementedError
+
+    def release(self, lease: Lease) -> bool:
+        raise NotImplementedError
+
+    @contextmanager
+    def hold(self, name: str, ttl: float, wait: float) -> Iterator[Lease]:
+        lease = self.acquire(name, ttl, wait)
+        try:
+            yield lease
+        finally:
+            with contextlib.suppress(*self.release_errors):
+                self.release(lease)
+
+
+class RedisLocks(Locks):
+    # If Redis is gone the TTL frees the lock; the original error matters more.
+    release_errors = (redis.RedisError,)
+
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
@@ -123,16 +148,6 @@ class RedisLocks:
         """Reset the remaining TTL to `ttl`, only while the lease still holds."""
         owner, _, _ = self._keys(lease.name)
         return bool(self._extend(keys=[owner], args=[lease.token, int(ttl * 1000)]))
-
-    @contextmanager
-    def hold(self, name: str, ttl: float, wait: float) -> Iterator[Lease]:
-        lease = self.acquire(name, ttl, wait)
-        try:
-            yield lease
-        finally:
-            # If Redis is gone the TTL frees the lock; the original error matters more.
-            with contextlib.suppress(redis.RedisError):
-                self.release(lease)
 
     def read_guarded(self, lease: Lease) -> int:
         _, _, value = self._keys(lease.name)

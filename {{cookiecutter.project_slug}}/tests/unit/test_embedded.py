@@ -1,0 +1,103 @@
+"""The embedded backend, shared by real forked processes on one host."""
+
+import multiprocessing
+import os
+import time
+
+import pytest
+
+from {{ cookiecutter.package_name }} import embedded
+from {{ cookiecutter.package_name }}.errors import ApiError
+from {{ cookiecutter.package_name }}.locks import LockLost
+
+PROCESSES = 4
+
+
+def open_backend(directory):
+    db = embedded.Database(directory / "state.sqlite3")
+    locks_dir = embedded.private_dir(directory / "locks")
+    return embedded.SqliteState(db), embedded.FileLocks(locks_dir, db)
+
+
+def run_in_processes(target, *args):
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=target, args=args) for _ in range(PROCESSES)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+
+
+def _increment(directory, times):
+    state, _ = open_backend(directory)
+    for _ in range(times):
+        state.incr("hits")
+
+
+def test_increments_from_several_processes_are_exact(tmp_path):
+    run_in_processes(_increment, tmp_path, 300)
+    state, _ = open_backend(tmp_path)
+    assert state.get_counter("hits") == PROCESSES * 300
+
+
+def _locked_read_modify_write(directory, times, log):
+    state, locks = open_backend(directory)
+    for _ in range(times):
+        with locks.hold("job", ttl=10, wait=30) as lease:
+            value = locks.read_guarded(lease)
+            time.sleep(0.001)
+            locks.write_guarded(lease, value + 1)
+            with open(log, "a") as f:
+                f.write(f"{lease.fence}\n")
+
+
+def test_file_locks_exclude_other_processes_and_fences_increase(tmp_path):
+    log = tmp_path / "fences.log"
+    run_in_processes(_locked_read_modify_write, tmp_path, 50, log)
+    state, locks = open_backend(tmp_path)
+    with locks.hold("job", ttl=10, wait=1) as lease:
+        assert locks.read_guarded(lease) == PROCESSES * 50
+    fences = [int(line) for line in log.read_text().split()]
+    assert fences == sorted(fences) and len(set(fences)) == len(fences)
+
+
+def test_a_stale_lease_cannot_write(tmp_path):
+    _, locks = open_backend(tmp_path)
+    old = locks.acquire("x", ttl=10, wait=1)
+    locks.release(old)
+    new = locks.acquire("x", ttl=10, wait=1)
+    with pytest.raises(LockLost):
+        locks.write_guarded(old, 99)
+    locks.write_guarded(new, 1)
+    assert locks.read_guarded(new) == 1
+    assert not locks.release(old)
+
+
+def test_a_busy_lock_times_out(tmp_path):
+    _, locks = open_backend(tmp_path)
+    _, other = open_backend(tmp_path)
+    held = locks.acquire("x", ttl=10, wait=1)
+    with pytest.raises(ApiError) as caught:
+        other.acquire("x", ttl=10, wait=0.05)
+    assert caught.value.code == "lock_timeout"
+    locks.release(held)
+    other.release(other.acquire("x", ttl=10, wait=1))
+
+
+def test_ttl_is_honoured(tmp_path):
+    state, _ = open_backend(tmp_path)
+    state.set("k", b"v", ttl=0.05)
+    state.set("forever", "v")
+    assert state.get("k") == b"v"
+    time.sleep(0.1)
+    assert state.get("k") is None
+    assert state.get("forever") == b"v"
+
+
+def test_the_directory_is_private_and_never_a_symlink(tmp_path):
+    assert os.stat(embedded.private_dir(tmp_path / "data")).st_mode & 0o777 == 0o700
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ApiError):
+        embedded.private_dir(tmp_path / "link")
