@@ -71,6 +71,9 @@ class Settings:
     export_dir: Path
     # The internal nginx location that maps onto <export_dir>/files/ (both end in "/").
     export_accel_prefix: str
+    # "accel": nginx sends downloads (X-Accel-Redirect); "direct": the app does, for
+    # `make run` without nginx. Never "direct" in production: a slow client holds a worker.
+    export_delivery: str
     # Exports older than this are removed by the next export that runs a sweep.
     export_max_age: float
     # How long a request may wait for a lock before it gets 409 lock_timeout.
@@ -91,6 +94,9 @@ def load() -> Settings:
     prefix = env_str("EXPORT_ACCEL_PREFIX", "/_internal/exports/")
     if not (prefix.startswith("/") and prefix.endswith("/")):
         raise ConfigError("EXPORT_ACCEL_PREFIX must start and end with '/'")
+    delivery = env_str("EXPORT_DELIVERY", "accel")
+    if delivery not in {"accel", "direct"}:
+        raise ConfigError(f"EXPORT_DELIVERY must be accel or direct, not {delivery!r}")
     lock_ttl = env_float("LOCK_TTL_SECONDS", 30.0, minimum=6.0)
     return Settings(
         redis_url=env_str("REDIS_URL", ""),
@@ -99,6 +105,7 @@ def load() -> Settings:
         data_dir=Path(env_str("DATA_DIR", "var/data")).resolve(),
         export_dir=Path(env_str("EXPORT_DIR", "var/exports")).resolve(),
         export_accel_prefix=prefix,
+        export_delivery=delivery,
         export_max_age=env_float("EXPORT_MAX_AGE_SECONDS", 86400.0, minimum=1.0),
         lock_wait=env_float("LOCK_WAIT_SECONDS", 10.0, minimum=0.0),
         lock_ttl=lock_ttl,

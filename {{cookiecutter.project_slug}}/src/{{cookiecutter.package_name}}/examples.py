@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from . import backend, config, processes, schemas
 from .exports import ExportStore
@@ -80,15 +82,24 @@ def get_export(export_id: str) -> tuple[int, dict]:
     return 200, _export_view(export_store().get(export_id))
 
 
-def download_headers(export_id: str) -> dict[str, str]:
-    """Headers that hand the download to nginx; the worker sends no bytes."""
+@dataclass(frozen=True)
+class Download:
+    headers: dict[str, str]
+    # Set only in "direct" delivery (no nginx in front): the app sends this file.
+    path: Path | None
+
+
+def download(export_id: str) -> Download:
+    """Hand the download to nginx (X-Accel-Redirect): the worker sends no bytes."""
     store = export_store()
     meta = store.get(export_id)
-    return {
-        "X-Accel-Redirect": store.accel_path(meta),
+    headers = {
         "Content-Type": "text/plain; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{meta["filename"]}"',
     }
+    if config.settings().export_delivery == "direct":
+        return Download(headers, store.data_path(meta))
+    return Download({"X-Accel-Redirect": store.accel_path(meta), **headers}, None)
 
 
 def run_task(raw: bytes) -> tuple[int, dict]:

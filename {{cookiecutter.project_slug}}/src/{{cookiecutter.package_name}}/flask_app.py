@@ -6,7 +6,7 @@ modules beside this one; a view here only hands over the path and the body.
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 {% if cookiecutter.include_examples %}
@@ -22,6 +22,8 @@ app = Flask(__name__)
 # nginx refuses larger bodies with 413 first; this guards direct connections.
 app.config["MAX_CONTENT_LENGTH"] = 1 << 20
 app.json.sort_keys = False
+# "/api/counters//incr" is a missing name (404), not a redirect to another URL.
+app.url_map.merge_slashes = False
 
 
 def answer(result: tuple[int, dict]) -> Response:
@@ -91,8 +93,13 @@ def get_export(export_id: str) -> Response:
 
 @app.get("/api/exports/<export_id>/download")
 def download_export(export_id: str) -> Response:
-    # nginx sends the file; an empty body here keeps the worker out of the transfer.
-    return Response(b"", headers=examples.download_headers(export_id))
+    download = examples.download(export_id)
+    if download.path is None:
+        # nginx sends the file; the empty body keeps this worker out of the transfer.
+        return Response(b"", headers=download.headers)
+    response = send_file(download.path, mimetype=download.headers["Content-Type"])
+    response.headers["Content-Disposition"] = download.headers["Content-Disposition"]
+    return response
 
 
 @app.post("/api/tasks/run")

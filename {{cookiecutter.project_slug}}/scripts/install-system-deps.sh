@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Install the two system programs the local stack runs: nginx and redis-server.
+# Does nothing when both are there; installs them with apt-get when run as root
+# on Debian or Ubuntu; otherwise says what to install and exits 1. The stack
+# starts its own nginx and Redis, so no system service is left running.
+set -o errexit -o nounset -o pipefail
+
+readonly PACKAGES=(nginx redis-server)
+# Debian installs nginx into /usr/sbin, which a normal user's PATH lacks.
+readonly EXTRA_PATH="/usr/sbin:/usr/local/sbin:/sbin"
+
+have() {
+    PATH="${PATH}:${EXTRA_PATH}" command -v "$1" >/dev/null 2>&1
+}
+
+if have nginx && have redis-server; then
+    exit 0
+fi
+
+if [[ "${EUID}" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-system-deps: install nginx and redis-server with your system's package manager (as root on Debian or Ubuntu: apt-get install nginx redis-server)." >&2
+    exit 1
+fi
+
+# While packages install, refuse every service start (exit 101 is
+# invoke-rc.d's "action forbidden"), so neither the distribution's nginx nor
+# its Redis comes up and holds port 80 or 6379.
+readonly POLICY=/usr/sbin/policy-rc.d
+policy_backup=""
+if [[ -e "${POLICY}" ]]; then
+    policy_backup="$(mktemp)"
+    cp -p "${POLICY}" "${policy_backup}"
+fi
+restore_policy() {
+    if [[ -n "${policy_backup}" ]]; then
+        mv -f "${policy_backup}" "${POLICY}"
+    else
+        rm -f "${POLICY}"
+    fi
+}
+trap restore_policy EXIT
+printf '#!/bin/sh\nexit 101\n' >"${POLICY}"
+chmod 0755 "${POLICY}"
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+
+# Belt and braces for machines where the policy was bypassed: stop the
+# system services if something started them anyway.
+if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+    systemctl stop nginx redis-server >/dev/null 2>&1 || true
+elif command -v service >/dev/null 2>&1; then
+    service nginx stop >/dev/null 2>&1 || true
+    service redis-server stop >/dev/null 2>&1 || true
+fi
+
+if ! (have nginx && have redis-server); then
+    echo "install-system-deps: apt-get finished but nginx or redis-server is still missing." >&2
+    exit 1
+fi

@@ -1,0 +1,123 @@
+"""Where the project's files are, and what gunicorn will run with.
+
+nginx's timeouts and upstream keepalive must agree with gunicorn's settings;
+asking gunicorn.conf.py itself (it prints its resolved values as JSON) keeps
+one source for them instead of a second guess in the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from stack.errors import StackError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+GUNICORN_CONF = PROJECT_ROOT / "gunicorn.conf.py"
+NGINX_TEMPLATES = PROJECT_ROOT / "deploy" / "nginx"
+STATIC_DIR = PROJECT_ROOT / "static"
+INSTALL_HINT = "run scripts/install-system-deps.sh (apt-get install nginx redis-server)"
+
+# Debian puts nginx in /usr/sbin, which is not on a normal user's PATH.
+_EXTRA_BIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+def find_program(name: str) -> str:
+    """The path of a system program, or a StackError saying how to install it."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in _EXTRA_BIN_DIRS:
+        candidate = Path(directory) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise StackError(f"{name} is not installed: {INSTALL_HINT}.")
+
+
+@dataclass(frozen=True)
+class GunicornSettings:
+    """The gunicorn values nginx's configuration depends on."""
+
+    worker_class: str
+    timeout: int
+    keepalive: int
+    graceful_timeout: int
+
+    @property
+    def keeps_connections(self) -> bool:
+        """False for the sync worker, which closes every connection."""
+        name = self.worker_class.rsplit(".", 1)[-1].lower()
+        return name not in {"sync", "syncworker"}
+
+
+def _env_int(env: dict[str, str], name: str, default: int) -> int:
+    try:
+        return int(env.get(name, "").strip() or default)
+    except ValueError:
+        raise StackError(f"{name} must be a whole number, not {env[name]!r}.") from None
+
+
+def _fallback_settings(env: dict[str, str]) -> GunicornSettings:
+    return GunicornSettings(
+        worker_class=env.get("GUNICORN_WORKER_CLASS", "").strip() or "gthread",
+        timeout=_env_int(env, "GUNICORN_TIMEOUT", 30),
+        keepalive=_env_int(env, "GUNICORN_KEEPALIVE", 75),
+        graceful_timeout=_env_int(env, "GUNICORN_GRACEFUL_TIMEOUT", 30),
+    )
+
+
+def gunicorn_settings(env: dict[str, str]) -> GunicornSettings:
+    """Run `python gunicorn.conf.py` with `env` and read the values it prints.
+
+    Without a gunicorn.conf.py (a bare checkout of the stack) the values come
+    from the same environment variables with gunicorn's documented defaults.
+    """
+    fallback = _fallback_settings(env)
+    if not GUNICORN_CONF.is_file():
+        return fallback
+    try:
+        done = subprocess.run(
+            [sys.executable, str(GUNICORN_CONF)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise StackError(f"{GUNICORN_CONF.name} did not print its settings within 60 s.") from None
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip()[-2000:]
+        raise StackError(
+            f"{GUNICORN_CONF.name} refused its settings (exit {done.returncode}):\n{detail}"
+        )
+    try:
+        printed = json.loads(done.stdout)
+    except ValueError:
+        raise StackError(
+            f"{GUNICORN_CONF.name} did not print JSON; it printed:\n{done.stdout[-2000:]}"
+        ) from None
+    if not isinstance(printed, dict):
+        raise StackError(f"{GUNICORN_CONF.name} printed JSON that is not an object.")
+
+    def number(key: str, default: int) -> int:
+        value = printed.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise StackError(f"{GUNICORN_CONF.name} printed {key}={value!r}, not a number.")
+        return int(value)
+
+    worker_class = printed.get("worker_class", fallback.worker_class)
+    if not isinstance(worker_class, str) or not worker_class:
+        raise StackError(f"{GUNICORN_CONF.name} printed worker_class={worker_class!r}.")
+    return GunicornSettings(
+        worker_class=worker_class,
+        timeout=number("timeout", fallback.timeout),
+        keepalive=number("keepalive", fallback.keepalive),
+        graceful_timeout=number("graceful_timeout", fallback.graceful_timeout),
+    )

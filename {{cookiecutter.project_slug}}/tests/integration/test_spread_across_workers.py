@@ -1,0 +1,40 @@
+"""Concurrent requests through nginx reach more than one gunicorn worker process."""
+
+from __future__ import annotations
+
+from client import Client, assert_json, run_concurrently, unique
+
+FRAMEWORKS = {"flask", "django", "aiohttp"}
+
+
+def test_worker_fields(client: Client) -> None:
+    body = assert_json(client.get("/api/worker"), 200)
+    assert isinstance(body["pid"], int) and not isinstance(body["pid"], bool), body
+    assert body["pid"] > 1, body
+    assert isinstance(body["worker_class"], str) and body["worker_class"], body
+    assert isinstance(body["framework"], str) and body["framework"] in FRAMEWORKS, body
+
+
+def test_concurrent_requests_reach_several_workers(client: Client) -> None:
+    # Slow requests (each its own lock, so they never wait on each other) keep
+    # workers busy; a sync worker then cannot take the fast probes, which must
+    # land elsewhere. Under threaded or green workers the load spreads anyway.
+    def slow() -> None:
+        resp = client.post(f"/api/locked-increment/{unique('spread')}", json={"hold_ms": 250})
+        assert_json(resp, 200)
+
+    def probe() -> dict:
+        return assert_json(client.get("/api/worker"), 200)
+
+    calls = []
+    for i in range(40):
+        calls.append(probe)
+        if i % 3 == 0:
+            calls.append(slow)
+    answers = [a for a in run_concurrently(calls, threads=16) if a is not None]
+
+    assert len(answers) == 40
+    pids = {a["pid"] for a in answers}
+    assert len(pids) >= 2, f"all 40 probes were answered by pid {pids}"
+    assert len({a["worker_class"] for a in answers}) == 1, answers
+    assert len({a["framework"] for a in answers}) == 1, answers
