@@ -42,7 +42,7 @@ def test_increments_from_several_processes_are_exact(tmp_path):
 
 
 def _locked_read_modify_write(directory, times, log):
-    state, locks = open_backend(directory)
+    _, locks = open_backend(directory)
     for _ in range(times):
         with locks.hold("job", ttl=10, wait=30) as lease:
             value = locks.read_guarded(lease)
@@ -55,7 +55,7 @@ def _locked_read_modify_write(directory, times, log):
 def test_file_locks_exclude_other_processes_and_fences_increase(tmp_path):
     log = tmp_path / "fences.log"
     run_in_processes(_locked_read_modify_write, tmp_path, 50, log)
-    state, locks = open_backend(tmp_path)
+    _, locks = open_backend(tmp_path)
     with locks.hold("job", ttl=10, wait=1) as lease:
         assert locks.read_guarded(lease) == PROCESSES * 50
     fences = [int(line) for line in log.read_text().split()]

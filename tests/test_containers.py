@@ -1,0 +1,149 @@
+"""The container files, checked without a container engine.
+
+There is no Docker engine in CI, so what can be proven statically is proven:
+compose.yaml against the compose specification's schema and against the
+claims its comments make, the Dockerfile with hadolint, and the nginx config
+the containers render, with `nginx -t`. `make test-compose` in a generated
+project is the check that needs an engine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import string
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TOOLS_BIN, Project, clean_env
+
+
+@pytest.fixture(scope="module")
+def project(generate) -> Project:
+    return generate()
+
+
+@pytest.fixture(scope="module")
+def compose(project) -> dict:
+    return yaml.safe_load((project.path / "compose.yaml").read_text())
+
+
+def test_compose_matches_the_compose_specification(project):
+    result = project.run(
+        TOOLS_BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", "compose.yaml"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_services_are_wired_as_claimed(compose):
+    assert "version" not in compose
+    services = compose["services"]
+    assert set(services) == {"nginx", "web", "redis"}
+    # Only nginx is reachable from outside.
+    assert [name for name, svc in services.items() if "ports" in svc] == ["nginx"]
+    assert services["web"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["nginx"]["depends_on"]["web"]["condition"] == "service_healthy"
+    assert services["web"]["init"] is True
+    # Scaling needs containers without fixed names or host ports.
+    assert "container_name" not in services["web"]
+
+
+def test_redis_never_evicts_and_fails_its_health_check_on_auth_errors(compose):
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert command[command.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "-e", "ping"]
+    assert redis["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD:?")
+
+
+def test_web_outlives_gunicorns_graceful_timeout(project, compose):
+    web = compose["services"]["web"]
+    grace = int(web["stop_grace_period"].removesuffix("s"))
+    graceful = project.resolved_gunicorn_settings()["graceful_timeout"]
+    assert grace > graceful
+
+
+def test_nginx_uses_the_stacks_config_source_and_reads_exports_only(compose):
+    volumes = compose["services"]["nginx"]["volumes"]
+    assert any(v.startswith("./deploy/nginx/app.conf.template:") for v in volumes)
+    assert "exports:/srv/exports:ro" in volumes
+    assert "exports:/srv/exports" in compose["services"]["web"]["volumes"]
+
+
+def test_every_variable_compose_reads_is_documented(project):
+    used = set(re.findall(r"\$\{(\w+)", (project.path / "compose.yaml").read_text()))
+    example = (project.path / ".env.example").read_text()
+    documented = set(re.findall(r"^(\w+)=", example, flags=re.MULTILINE))
+    assert used <= documented, f"missing from .env.example: {sorted(used - documented)}"
+
+
+def test_dockerfile_passes_hadolint_and_runs_as_non_root(project):
+    result = project.run(TOOLS_BIN / "hadolint", "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+    dockerfile = (project.path / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM .+$", dockerfile, flags=re.MULTILINE)
+    assert len(stages) >= 2, "a build stage and a slim runtime stage"
+    runtime = dockerfile[dockerfile.rindex("\nFROM ") :]
+    assert re.search(r"^USER 10001", runtime, flags=re.MULTILINE)
+    healthcheck = re.search(r"^HEALTHCHECK .*\n.*$", runtime, flags=re.MULTILINE)
+    assert healthcheck and "python" in healthcheck[0] and "curl" not in healthcheck[0]
+    assert not re.search(r"\b(gcc|build-essential)\b", runtime)
+    assert "COPY gunicorn.conf.py" in runtime
+
+
+def test_the_container_nginx_config_passes_nginx_t(project, compose, tmp_path):
+    """Render the templates as the nginx image's entrypoint does, then `nginx -t`."""
+    nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    assert nginx, "nginx is not installed; `make test` installs it"
+    service = compose["services"]["nginx"]
+    env = {
+        k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v)) for k, v in service["environment"].items()
+    }
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    for volume in service["volumes"]:
+        source, target = volume.split(":")[:2]
+        if target.startswith("/etc/nginx/templates/"):
+            template = string.Template((project.path / source).read_text())
+            # envsubst replaces only variables that are defined; nginx's own stay.
+            rendered = template.safe_substitute(env)
+            (conf_d / Path(target).name.removesuffix(".template")).write_text(rendered)
+    for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (tmp_path / name).mkdir()
+    main = f"""
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log;
+events {{}}
+http {{
+    client_body_temp_path {tmp_path}/client_body;
+    proxy_temp_path {tmp_path}/proxy;
+    fastcgi_temp_path {tmp_path}/fastcgi;
+    uwsgi_temp_path {tmp_path}/uwsgi;
+    scgi_temp_path {tmp_path}/scgi;
+    include {conf_d}/*.conf;
+}}
+"""
+    (tmp_path / "nginx.conf").write_text(main)
+    result = subprocess.run(
+        [
+            nginx,
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(tmp_path / "nginx.conf"),
+            "-e",
+            str(tmp_path / "error.log"),
+        ],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "resolver 127.0.0.11" in (conf_d / "default.conf").read_text()
