@@ -93,6 +93,8 @@ def post_worker_init(worker):
     # reports 0: restore the default in every worker, whatever its class or version.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.environ["APP_WORKER_CLASS"] = _short_class_name(worker.cfg.worker_class_str)
+    # Tools (the local stack among them) wait for one such line per worker.
+    worker.log.info("Worker ready (pid: %s)", worker.pid)
 
 
 def resolved():

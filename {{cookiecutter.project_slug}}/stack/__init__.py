@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import signal
 import sys
 import threading
@@ -38,6 +39,8 @@ NGINX_STOP_SECONDS = 10.0
 REDIS_STOP_SECONDS = 10.0
 # Upper bound on waiting for gunicorn's graceful stop, whatever its setting.
 GUNICORN_STOP_MAX_SECONDS = 35.0
+# The line gunicorn.conf.py's post_worker_init logs once a worker can serve.
+WORKER_READY = re.compile(r"Worker ready \(pid: (\d+)\)")
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 UNIX_PATH_MAX = 107
 
@@ -323,6 +326,24 @@ class Stack:
             timeout=GUNICORN_START_SECONDS,
             what=f"GET /healthz on {self.gunicorn_socket}",
         )
+        # One worker answering is not all of them: a burst sent while the others
+        # still import the app lands on the first, and nginx's kept-alive upstream
+        # connections stay pinned to it. Wait for every worker's "ready" line.
+        workers = self.gunicorn_settings.workers
+        procs.wait_until(
+            lambda: len(self.ready_workers()) >= workers,
+            child,
+            timeout=GUNICORN_START_SECONDS,
+            what=f"{workers} workers logging 'Worker ready' in {self.gunicorn_log.name}",
+        )
+
+    def ready_workers(self) -> set[int]:
+        """Pids of the workers that finished loading the app (gunicorn.conf.py logs it)."""
+        try:
+            text = self.gunicorn_log.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return set()
+        return {int(pid) for pid in WORKER_READY.findall(text)}
 
     def nginx_site(self, port: int) -> NginxSite:
         """The rendered configuration's inputs for this stack on `port`."""

@@ -47,6 +47,7 @@ class GunicornSettings:
     timeout: int
     keepalive: int
     graceful_timeout: int
+    workers: int = 2
 
     @property
     def keeps_connections(self) -> bool:
@@ -68,6 +69,7 @@ def _fallback_settings(env: dict[str, str]) -> GunicornSettings:
         timeout=_env_int(env, "GUNICORN_TIMEOUT", 30),
         keepalive=_env_int(env, "GUNICORN_KEEPALIVE", 75),
         graceful_timeout=_env_int(env, "GUNICORN_GRACEFUL_TIMEOUT", 30),
+        workers=max(2, _env_int(env, "WEB_CONCURRENCY", 2)),
     )
 
 
@@ -120,4 +122,5 @@ def gunicorn_settings(env: dict[str, str]) -> GunicornSettings:
         timeout=number("timeout", fallback.timeout),
         keepalive=number("keepalive", fallback.keepalive),
         graceful_timeout=number("graceful_timeout", fallback.graceful_timeout),
+        workers=number("workers", fallback.workers),
     )

@@ -130,7 +130,7 @@ def assert_error(
     status: int,
     codes: Iterable[str] | str | None = None,
 ) -> dict[str, Any]:
-    """The contract's error: {"error": {"code": str, "message": str}} with `status`."""
+    """The contract's error with `status`: an "error" object with a code and a message."""
     body = assert_json(resp, status)
     assert isinstance(body, dict), describe(resp)
     error = body.get("error")

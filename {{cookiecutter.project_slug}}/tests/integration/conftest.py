@@ -25,6 +25,8 @@ from client import Client
 
 EXTERNAL_BASE_URL = os.environ.get("BASE_URL", "").strip().rstrip("/")
 NEEDS_OWN_STACK = "needs a stack started by the suite (unset BASE_URL to run it)"
+# "redis" or "embedded": the backend of the stacks this suite starts (see stack.Stack).
+BACKEND = os.environ.get("STACK_BACKEND", "").strip() or "redis"
 
 # Three workers on two cores: enough to prove spreading, light enough for CI.
 DEFAULT_ENV = {"WEB_CONCURRENCY": "3"}
@@ -89,6 +91,8 @@ def short_lock_wait_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.fixture(scope="module")
 def redis_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A stack of its own, so stopping its Redis disturbs no other test."""
+    if BACKEND != "redis":
+        pytest.skip("stops Redis; this run's stacks use the embedded backend (no Redis)")
     env = {"WEB_CONCURRENCY": "2", "REDIS_TIMEOUT_SECONDS": "1"}
     with own_stack_or_skip(tmp_path_factory, "redis-down", env) as started:
         yield started

@@ -8,7 +8,7 @@ from client import Client, assert_json, run_concurrently, unique
 
 
 def incr(client: Client, name: str, by: int | None = None) -> dict:
-    kwargs = {} if by is None else {"json": {"by": by}}
+    kwargs = {} if by is None else {"json": dict(by=by)}
     body = assert_json(client.post(f"/api/counters/{name}/incr", **kwargs), 200)
     assert body["name"] == name, body
     return body
