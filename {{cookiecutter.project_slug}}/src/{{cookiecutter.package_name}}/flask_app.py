@@ -97,7 +97,8 @@ def download_export(export_id: str) -> Response:
     if download.path is None:
         # nginx sends the file; the empty body keeps this worker out of the transfer.
         return Response(b"", headers=download.headers)
-    response = send_file(download.path, mimetype=download.headers["Content-Type"])
+    # Development only (EXPORT_DELIVERY=direct, no nginx): the worker sends the bytes.
+    response = send_file(download.path, mimetype="text/plain")
     response.headers["Content-Disposition"] = download.headers["Content-Disposition"]
     return response
 

@@ -108,3 +108,14 @@ def test_slow_download_does_not_cost_a_worker(short_timeout_stack) -> None:
     text = log.read_text(errors="replace")
     for sign in ("WORKER TIMEOUT", "was sent SIGABRT", "was sent SIGKILL"):
         assert sign not in text, f"{sign!r} in the gunicorn log:\n{text[-3000:]}"
+
+    # nginx sent the bytes (X-Accel-Redirect): its access log shows the
+    # application's answer to the download had an empty body (ubytes=0).
+    download_path = meta["download_url"]
+    answered = [
+        line
+        for line in short_timeout_stack.nginx_access_log.read_text(errors="replace").splitlines()
+        if f"GET {download_path} " in line
+    ]
+    assert answered, f"nginx never logged GET {download_path}"
+    assert all(" ubytes=0 " in line for line in answered), answered
