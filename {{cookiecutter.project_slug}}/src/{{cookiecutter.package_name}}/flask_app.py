@@ -6,7 +6,11 @@ modules beside this one; a view here only hands over the path and the body.
 
 from __future__ import annotations
 
+{% if cookiecutter.include_examples %}
 from flask import Flask, Response, jsonify, request, send_file
+{% else %}
+from flask import Flask, Response, jsonify
+{% endif %}
 from werkzeug.exceptions import HTTPException
 
 {% if cookiecutter.include_examples %}

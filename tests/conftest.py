@@ -1,0 +1,259 @@
+"""Generate projects from this template, once per set of answers, and run their tools.
+
+A generated project is cached for the whole session: the hooks tests, the
+checks for each worker class and the teeth tests share it, and its virtual
+environment (`make install`) is built at most once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE_DIR = TEMPLATE_ROOT / "{{cookiecutter.project_slug}}"
+OPTIONS_TABLE = TEMPLATE_DIR / "template-options.toml"
+# The cookiecutter and ruff of the venv running these tests (the repo's .venv).
+TOOLS_BIN = Path(sys.executable).parent
+
+# Variables from the caller's environment that would change what a generated
+# project does (its Makefile, gunicorn.conf.py, its integration suite) or how
+# its make behaves; every subprocess here runs without them.
+RESET_VARIABLES = {
+    "APP_MODULE",
+    "BASE_URL",
+    "FORWARDED_ALLOW_IPS",
+    "HTTP_PORT",
+    "KEY_PREFIX",
+    "MAKEFLAGS",
+    "MAKELEVEL",
+    "MAKEOVERRIDES",
+    "MFLAGS",
+    "NAIVE_APP",
+    "NAIVE_PACKAGE",
+    "NAIVE_VARIANT",
+    "PYTHONHOME",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "WEB_CONCURRENCY",
+}
+RESET_PREFIXES = ("EXPORT_", "GUNICORN_", "LOCK_", "PYTEST_", "REDIS_")
+
+# Generous ceilings (each takes about a minute): a hung server must fail the
+# run, not eat CI's 90 minutes.
+INSTALL_TIMEOUT = 600
+MAKE_TEST_TIMEOUT = 600
+
+
+# pytest runs inside generated projects get a temporary root of their own: in
+# the shared /tmp/pytest-of-<user> their clean-up would rotate this session's
+# directories away. Short, because unix socket paths must fit in 108 bytes.
+@functools.cache
+def inner_temproot() -> Path:
+    return Path(tempfile.mkdtemp(prefix="mwt-"))
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in RESET_VARIABLES and not name.startswith(RESET_PREFIXES)
+    }
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PYTEST_DEBUG_TEMPROOT"] = str(inner_temproot())
+    env.update(overrides)
+    return env
+
+
+def check(result: subprocess.CompletedProcess[str], what: str) -> None:
+    """Fail the test with the command's own output when it did not exit 0."""
+    if result.returncode != 0:
+        pytest.fail(
+            f"{what} exited {result.returncode}:\n{result.stdout}{result.stderr}", pytrace=False
+        )
+
+
+def log_tail(log: Path, lines: int = 80) -> str:
+    text = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    return f"--- last {lines} lines of {log} ---\n" + "\n".join(text[-lines:])
+
+
+def run_logged(
+    command: list[str], *, cwd: Path, log: Path, env: dict[str, str], timeout: float
+) -> int:
+    """Run a command with its output streamed to `log`; return its exit status.
+
+    It runs in a session of its own; on timeout the whole group gets SIGINT
+    (so a pytest inside stops its servers), then SIGKILL.
+    """
+    with log.open("w", encoding="utf-8") as out:
+        out.write(f"$ {' '.join(command)}   (in {cwd})\n")
+        out.flush()
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            out.write(f"\n*** stopped after {timeout} s ***\n")
+            return -1
+
+
+@dataclass
+class Project:
+    """A project generated from the template, with the files it was born with."""
+
+    path: Path
+    answers: dict[str, str]
+    log_dir: Path
+    # Paths relative to `path`, listed right after generation, before any tool ran.
+    files: tuple[Path, ...] = ()
+    installed: bool = field(default=False, repr=False)
+
+    @property
+    def python(self) -> Path:
+        return self.path / ".venv" / "bin" / "python"
+
+    @property
+    def package_name(self) -> str:
+        (package,) = (p.parent.name for p in self.path.glob("src/*/__init__.py"))
+        return package
+
+    def make(self, target: str, *, timeout: float, env: dict[str, str] | None = None) -> None:
+        """Run `make <target>` in the project and fail the test with the log's tail."""
+        log = self.log_dir / f"make-{target}.log"
+        status = run_logged(
+            ["make", target], cwd=self.path, log=log, env=env or clean_env(), timeout=timeout
+        )
+        if status != 0:
+            pytest.fail(f"`make {target}` exited {status}\n{log_tail(log)}", pytrace=False)
+
+    def install(self) -> None:
+        """`make install` once: the project's own venv, used by later checks."""
+        if not self.installed:
+            self.make("install", timeout=INSTALL_TIMEOUT)
+            self.installed = True
+
+    def run(
+        self, *command: str | Path, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(part) for part in command],
+            cwd=self.path,
+            env=env or clean_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def resolved_gunicorn_settings(self, **env: str) -> dict:
+        """What `python gunicorn.conf.py` prints: the settings gunicorn will run with."""
+        result = self.run(sys.executable, "gunicorn.conf.py", env=clean_env(**env))
+        check(result, "python gunicorn.conf.py")
+        return json.loads(result.stdout)
+
+
+def render_table_path(raw: str) -> str:
+    """A path from template-options.toml, spelled as it is inside the template."""
+    return re.sub(r"\{\{\s*cookiecutter\.(\w+)\s*\}\}", r"{{cookiecutter.\1}}", raw)
+
+
+def options_table() -> dict:
+    """The template's template-options.toml, with paths as the template spells them."""
+    table = tomllib.loads(OPTIONS_TABLE.read_text(encoding="utf-8"))
+    return {
+        variable: {
+            value: [render_table_path(raw) for raw in entry["remove_unless"]]
+            for value, entry in by_value.items()
+        }
+        for variable, by_value in table.items()
+    }
+
+
+def choice_defaults() -> dict[str, str]:
+    """The default of every choice and yes/no question, spelled as the table spells it."""
+    questions = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
+    defaults = {}
+    for name, default in questions.items():
+        if isinstance(default, bool):
+            defaults[name] = "true" if default else "false"
+        elif isinstance(default, list):
+            defaults[name] = str(default[0])
+    return defaults
+
+
+def normalized(answers: dict[str, str]) -> dict[str, str]:
+    return {**choice_defaults(), **{name: str(value).lower() for name, value in answers.items()}}
+
+
+def chosen_answers(project: Project) -> dict[str, str]:
+    """Every answer of a project as the table spells it: defaults, then its overrides."""
+    return {**normalized(project.answers), "package_name": project.package_name}
+
+
+def generated_name(template_path: str, answers: dict[str, str]) -> str:
+    """A template path as it is named in a project generated with `answers`."""
+    return re.sub(r"\{\{cookiecutter\.(\w+)\}\}", lambda m: answers[m.group(1)], template_path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_inner_temproot():
+    yield
+    if inner_temproot.cache_info().currsize:
+        shutil.rmtree(inner_temproot(), ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def generate(tmp_path_factory: pytest.TempPathFactory):
+    """Factory: generate(**answers) -> Project, generated once per set of answers."""
+    cache: dict[tuple[tuple[str, str], ...], Project] = {}
+
+    def _generate(**answers: str) -> Project:
+        # generate() and generate(worker_class="gthread") are the same project.
+        key = tuple(sorted(normalized(answers).items()))
+        if key not in cache:
+            name = "-".join(f"{k}-{v}" for k, v in sorted(answers.items())) or "defaults"
+            output_dir = tmp_path_factory.mktemp(f"gen-{name}")
+            path = Path(
+                cookiecutter(
+                    str(TEMPLATE_ROOT),
+                    no_input=True,
+                    extra_context=dict(answers),
+                    output_dir=str(output_dir),
+                    # Ignore a ~/.cookiecutterrc whose default_context would change the answers.
+                    default_config=True,
+                )
+            )
+            files = tuple(sorted(p.relative_to(path) for p in path.rglob("*")))
+            log_dir = tmp_path_factory.mktemp(f"logs-{name}")
+            cache[key] = Project(path=path, answers=dict(answers), log_dir=log_dir, files=files)
+        return cache[key]
+
+    return _generate

@@ -1,0 +1,221 @@
+"""Each generated project is finished code: clean, linted, configured, and its tests pass.
+
+One project per worker class, and one with the examples off. Each check runs
+on the same generated project; `make test` of the project itself comes last
+in each group, as the proof that the project works the moment it exists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    MAKE_TEST_TIMEOUT,
+    Project,
+    check,
+    chosen_answers,
+    clean_env,
+    generated_name,
+    options_table,
+)
+
+WORKER_CLASSES = ("gthread", "sync", "gevent")
+# Jinja syntax, and the word cookiecutter, must not survive generation.
+LEFTOVER_MARKERS = ("{{", "{%", "{#", "cookiecutter")
+# Made by tools, never by the template: their presence means the template dir
+# itself was polluted (run `make clean-template`).
+TOOL_LEFTOVERS = {
+    ".venv",
+    "var",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    "template-options.toml",
+}
+# nginx's default for an upstream's idle keepalive connections.
+NGINX_UPSTREAM_KEEPALIVE_DEFAULT = 60
+
+
+@pytest.fixture(scope="module", params=[*WORKER_CLASSES, "no-examples"])
+def project(request, generate) -> Project:
+    if request.param == "no-examples":
+        return generate(include_examples="false")
+    return generate(worker_class=request.param)
+
+
+def worker_class_of(project: Project) -> str:
+    return chosen_answers(project)["worker_class"]
+
+
+def find_program(name: str) -> str:
+    # Debian installs nginx into /usr/sbin, which a normal user's PATH lacks.
+    found = shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/local/sbin")
+    assert found, f"{name} is not installed; `make test` runs the script that installs it"
+    return found
+
+
+def is_text(path: Path) -> bool:
+    return b"\0" not in path.read_bytes()[:8192]
+
+
+def test_no_template_syntax_is_left(project):
+    found = []
+    for relative in project.files:
+        for marker in LEFTOVER_MARKERS:
+            if marker in str(relative):
+                found.append(f"{relative} (in its name): {marker}")
+        path = project.path / relative
+        if not path.is_file() or not is_text(path):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for marker in LEFTOVER_MARKERS:
+                if marker in line.lower():
+                    found.append(f"{relative}:{number}: {line.strip()}")
+    assert not found, "template syntax left in the generated project:\n" + "\n".join(found)
+
+
+def test_no_options_table_or_tool_leftovers(project):
+    leftovers = sorted(
+        {
+            str(Path(*p.parts[: i + 1]))
+            for p in project.files
+            for i, part in enumerate(p.parts)
+            if part in TOOL_LEFTOVERS or part.endswith(".egg-info")
+        }
+    )
+    assert not leftovers, (
+        f"the generated project holds files no template should carry: {leftovers} "
+        "(`make clean-template` removes caches left in the template directory)"
+    )
+
+
+def test_only_the_chosen_answers_files_are_there(project):
+    # The same rule as the hook: kept when every variable that lists a path
+    # was answered with one of the values that list it.
+    chosen = chosen_answers(project)
+    kept_under: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for variable, by_value in options_table().items():
+        for value, paths in by_value.items():
+            for path in paths:
+                kept_under[path][variable].add(value)
+    wrong = []
+    for path, under in kept_under.items():
+        kept = all(chosen[variable] in values for variable, values in under.items())
+        there = (project.path / generated_name(path, chosen)).exists()
+        if kept != there:
+            wrong.append(f"{path}: {'missing' if kept else 'should be removed'}")
+    assert not wrong, wrong
+
+
+def test_ruff_check_and_format_pass(project):
+    for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
+        result = project.run(sys.executable, "-m", "ruff", *command)
+        check(result, f"ruff {command[0]}")
+
+
+@pytest.fixture(scope="module")
+def nginx_dir(project, tmp_path_factory) -> Path:
+    project.install()
+    directory = tmp_path_factory.mktemp("nginx")
+    result = project.run(project.python, "-m", "stack", "--render-nginx", directory)
+    check(result, "python -m stack --render-nginx")
+    assert (directory / "nginx.conf").is_file(), sorted(directory.iterdir())
+    return directory
+
+
+def nginx_text(directory: Path) -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted(directory.glob("*.conf")))
+
+
+def seconds(value: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m)?", value).groups()
+    return int(number) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[unit]
+
+
+def test_nginx_config_passes_nginx_t(project, nginx_dir):
+    conf = nginx_dir / "nginx.conf"
+    error_log = nginx_dir / "error.log"
+    result = project.run(find_program("nginx"), "-t", "-p", nginx_dir, "-c", conf, "-e", error_log)
+    check(result, "nginx -t")
+
+
+def test_gunicorn_check_config_loads_the_app(project, tmp_path):
+    project.install()
+    env = clean_env(
+        # A Redis address is required to start; --check-config never connects.
+        REDIS_URL="redis://127.0.0.1:1/0",
+        EXPORT_DIR=str(tmp_path / "exports"),
+    )
+    gunicorn = project.python.parent / "gunicorn"
+    result = project.run(gunicorn, "--check-config", "-c", "gunicorn.conf.py", env=env)
+    check(result, "gunicorn --check-config")
+
+
+def test_resolved_gunicorn_settings_fit_the_worker_class(project, nginx_dir):
+    worker_class = worker_class_of(project)
+    settings = project.resolved_gunicorn_settings()
+
+    assert settings["worker_class"] == worker_class
+    assert settings["workers"] >= 2, "one worker would hide every multi-worker bug"
+    if worker_class == "gthread":
+        assert settings["threads"] > 1
+    else:
+        assert settings["threads"] == 1, "threads make any worker class gthread"
+    if worker_class == "gevent":
+        assert settings["worker_connections"] > 0
+        assert settings["preload_app"] is False, "gevent must patch before the app is imported"
+
+    # Recycling at staggered moments: never all workers at once.
+    assert settings["max_requests"] > 0
+    assert settings["max_requests_jitter"] > 0
+    assert settings["timeout"] > 0
+    assert settings["graceful_timeout"] > 0
+
+    # A second service of the same user must not take over the control socket.
+    assert settings["control_socket_disable"] or not settings["control_socket"].endswith(
+        "/gunicorn.ctl"
+    ), settings["control_socket"]
+
+    if os.access("/dev/shm", os.W_OK):
+        assert settings["worker_tmp_dir"] == "/dev/shm"
+
+    conf = nginx_text(nginx_dir)
+    # nginx must wait for an answer longer than gunicorn lets a worker run.
+    read_timeouts = re.findall(r"proxy_read_timeout\s+(\w+);", conf)
+    assert read_timeouts, "the nginx config sets no proxy_read_timeout"
+    for value in read_timeouts:
+        assert seconds(value) > settings["timeout"], (value, settings["timeout"])
+    # Workers that keep connections must keep them longer than nginx does, so
+    # nginx closes an idle connection first and never reuses one being closed.
+    if worker_class != "sync":
+        upstream_idle = [
+            seconds(value)
+            for block in re.findall(r"upstream\s+\S+\s*\{(.*?)\}", conf, re.DOTALL)
+            for value in re.findall(r"keepalive_timeout\s+(\w+);", block)
+        ] or [NGINX_UPSTREAM_KEEPALIVE_DEFAULT]
+        assert settings["keepalive"] > max(upstream_idle), (settings["keepalive"], upstream_idle)
+
+
+def test_web_concurrency_sets_the_worker_count(project):
+    assert project.resolved_gunicorn_settings(WEB_CONCURRENCY="5")["workers"] == 5
+
+
+def test_the_projects_own_make_test_passes(project):
+    project.install()
+    project.make("test", timeout=MAKE_TEST_TIMEOUT)
+
+
+def test_examples_off_keeps_only_health(generate):
+    project = generate(include_examples="false")
+    package = project.path / "src" / project.package_name
+    assert not (package / "examples.py").exists()
+    app = (package / "flask_app.py").read_text(encoding="utf-8")
+    routes = re.findall(r"@app\.(?:get|post|put|delete|route)\(\"([^\"]+)\"", app)
+    assert sorted(routes) == ["/healthz", "/readyz"], routes

@@ -1,0 +1,66 @@
+"""The integration proofs have teeth: each fails against the naive code it guards against.
+
+The generated gthread project's own integration files run against
+tests/naive/naive_app.py, which is the real service with one function swapped
+for the mistake teams really make. pytest must report failed tests (exit 1):
+passing would mean the proof proves nothing, and an error or a collection
+problem (exit 2 to 5) would mean it never ran.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import TEMPLATE_ROOT, clean_env, log_tail, run_logged
+
+NAIVE_DIR = TEMPLATE_ROOT / "tests" / "naive"
+# pytest's exit status when tests ran and some failed.
+TESTS_FAILED = 1
+TEETH_TIMEOUT = 600
+
+
+@pytest.mark.parametrize(
+    ("variant", "proof"),
+    [
+        # counters in a module-level dict, one per worker process
+        ("local_counter", "test_shared_counters.py"),
+        # the read-modify-write without a cross-process lock
+        ("no_lock", "test_lock_exclusion.py"),
+        # every export written to one fixed path
+        ("fixed_path", "test_export_downloads.py"),
+    ],
+)
+def test_proof_fails_against_the_naive_app(generate, variant, proof):
+    project = generate(worker_class="gthread")
+    project.install()
+    package = project.package_name
+    proof_path = project.path / "tests" / "integration" / proof
+    assert proof_path.is_file(), f"the generated project has no {proof_path.name}"
+    assert (NAIVE_DIR / "naive_app.py").is_file(), "tests/naive/naive_app.py is missing"
+
+    env = clean_env(
+        APP_MODULE="naive_app:app",
+        NAIVE_VARIANT=variant,
+        NAIVE_PACKAGE=package,
+        NAIVE_APP=f"{package}.flask_app:app",
+        PYTHONPATH=f"{NAIVE_DIR}:{project.path / 'src'}",
+    )
+    log = project.log_dir / f"teeth-{variant}.log"
+    status = run_logged(
+        [str(project.python), "-m", "pytest", f"tests/integration/{proof}", "-q"],
+        cwd=project.path,
+        log=log,
+        env=env,
+        timeout=TEETH_TIMEOUT,
+    )
+    assert status == TESTS_FAILED, (
+        f"{proof} against NAIVE_VARIANT={variant}: pytest exited {status}, "
+        f"expected {TESTS_FAILED} (some tests failed)\n{log_tail(log)}"
+    )
+    # Exit 1 also covers errors in fixtures (a stack that never started): the
+    # summary must show failed tests and no errors.
+    summary = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-3:])
+    assert re.search(r"\b\d+ failed\b", summary), log_tail(log)
+    assert not re.search(r"\b\d+ errors?\b", summary), log_tail(log)
