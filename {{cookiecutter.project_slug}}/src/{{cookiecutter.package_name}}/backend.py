@@ -23,7 +23,7 @@ from redis.retry import Retry
 from . import config, embedded
 from .errors import BackendUnavailable
 from .locks import Locks, RedisLocks
-from .state import RedisState
+from .state import RedisState, State
 
 # The exceptions that mean "the backend did not answer", as opposed to a bug of ours.
 UNAVAILABLE = (
@@ -34,7 +34,7 @@ UNAVAILABLE = (
 )
 
 _guard = threading.Lock()
-_opened: dict[int, tuple[RedisState | embedded.SqliteState, Locks]] = {}
+_opened: dict[int, tuple[State, Locks]] = {}
 
 
 @contextmanager
@@ -57,19 +57,19 @@ def make_client(settings: config.Settings) -> redis.Redis:
     )
 
 
-def _open_redis(settings: config.Settings) -> tuple[RedisState, Locks]:
+def _open_redis(settings: config.Settings) -> tuple[State, Locks]:
     client = make_client(settings)
     return RedisState(client, settings.key_prefix), RedisLocks(client, settings.key_prefix)
 
 
-def _open_embedded(settings: config.Settings) -> tuple[embedded.SqliteState, Locks]:
+def _open_embedded(settings: config.Settings) -> tuple[State, Locks]:
     directory = embedded.private_dir(settings.data_dir)
     db = embedded.Database(directory / "state.sqlite3")
     locks_dir = embedded.private_dir(directory / "locks")
     return embedded.SqliteState(db), embedded.FileLocks(locks_dir, db)
 
 
-def _open() -> tuple[RedisState | embedded.SqliteState, Locks]:
+def _open() -> tuple[State, Locks]:
     pid = os.getpid()
     with _guard:
         opened = _opened.get(pid)
@@ -81,11 +81,7 @@ def _open() -> tuple[RedisState | embedded.SqliteState, Locks]:
         return opened
 
 
-def name() -> str:
-    return "redis" if config.settings().redis_url else "embedded"
-
-
-def state() -> RedisState | embedded.SqliteState:
+def state() -> State:
     return _open()[0]
 
 

@@ -7,7 +7,19 @@ atomic server-side command (INCRBY, SET PX), never read-then-write in Python.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import redis
+
+
+class State(Protocol):
+    """What every state backend offers (Redis here, SQLite in `embedded`)."""
+
+    def incr(self, name: str, by: int = 1) -> int: ...
+    def get_counter(self, name: str) -> int: ...
+    def set(self, key: str, value: bytes | str, ttl: float | None = None) -> None: ...
+    def get(self, key: str) -> bytes | None: ...
+    def ping(self) -> None: ...
 
 
 class RedisState:
