@@ -163,35 +163,27 @@ def test_templates_are_plain_nginx_without_jinja() -> None:
         assert not any(marker in text for marker in markers), template
 
 
-def nginx_or_skip() -> str:
+def nginx_t(conf: Path) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` on a rendered config; a missing nginx fails with what to install."""
     try:
-        return find_program("nginx")
-    except StackError:
-        pytest.skip("nginx is not installed")
+        nginx = find_program("nginx")
+    except StackError as exc:
+        pytest.fail(str(exc))
+    return subprocess.run(
+        [nginx, "-t", "-p", str(conf.parent), "-c", str(conf), "-e", str(conf.parent / "e.log")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("worker_class", ["sync", "gthread"])
 def test_nginx_accepts_the_render(tmp_path: Path, worker_class: str) -> None:
-    nginx = nginx_or_skip()
-    conf = write_config(site(tmp_path, worker_class))
-    check = subprocess.run(
-        [nginx, "-t", "-p", str(conf.parent), "-c", str(conf), "-e", str(conf.parent / "e.log")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    check = nginx_t(write_config(site(tmp_path, worker_class)))
     assert check.returncode == 0, check.stderr
 
 
 def test_render_nginx_command_output_passes_nginx_t(tmp_path: Path) -> None:
-    nginx = nginx_or_skip()
-    conf = render_nginx(tmp_path / "render")
-    check = subprocess.run(
-        [nginx, "-t", "-p", str(conf.parent), "-c", str(conf), "-e", str(conf.parent / "e.log")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    check = nginx_t(render_nginx(tmp_path / "render"))
     assert check.returncode == 0, check.stderr
