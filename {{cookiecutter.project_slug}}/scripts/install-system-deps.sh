@@ -43,8 +43,8 @@ printf '#!/bin/sh\nexit 101\n' >"${POLICY}"
 chmod 0755 "${POLICY}"
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+apt-get -o Acquire::Retries=3 update
+apt-get -o Acquire::Retries=3 install -y --no-install-recommends "${PACKAGES[@]}"
 
 # Belt and braces for machines where the policy was bypassed: stop the
 # system services if something started them anyway.
