@@ -147,3 +147,11 @@ http {{
     )
     assert result.returncode == 0, result.stderr
     assert "resolver 127.0.0.11" in (conf_d / "default.conf").read_text()
+
+
+@pytest.mark.parametrize("worker_class", ["sync", "gthread", "gevent"])
+def test_nginx_waits_longer_than_gunicorn_in_compose(project, compose, worker_class):
+    setting = compose["services"]["nginx"]["environment"]["NGINX_PROXY_READ_TIMEOUT"]
+    nginx_wait = int(re.fullmatch(r"\$\{\w+:-(\d+)s\}", setting)[1])
+    gunicorn = project.resolved_gunicorn_settings(GUNICORN_WORKER_CLASS=worker_class)
+    assert nginx_wait > gunicorn["timeout"]

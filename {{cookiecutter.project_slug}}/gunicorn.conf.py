@@ -55,7 +55,9 @@ threads = _env_int("GUNICORN_THREADS", 4) if worker_class == "gthread" else 1
 # gevent: open connections per worker; each waits cheaply on I/O.
 worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000)
 # A worker silent this long is killed; nginx's proxy_read_timeout is set above it.
-timeout = _env_int("GUNICORN_TIMEOUT", 30)
+# A sync worker is silent for a whole request, so its default must outlast the
+# longest one the service allows (a 60 s task); other classes beat in between.
+timeout = _env_int("GUNICORN_TIMEOUT", 90 if worker_class == "sync" else 30)
 # On TERM, requests get this long to finish; compose's stop_grace_period exceeds it.
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
 # Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle

@@ -37,6 +37,8 @@ def test_tuned_per_worker_class(worker_class):
     assert (settings["threads"] > 1) == (worker_class == "gthread")
     if worker_class == "sync":
         assert settings["workers"] == 2 * settings["cpus"] + 1
+        # A sync worker is silent for a whole request: the longest task (60 s) must fit.
+        assert settings["timeout"] > 60
     else:
         # Longer than nginx's upstream keepalive_timeout (60 s).
         assert settings["keepalive"] > 60
