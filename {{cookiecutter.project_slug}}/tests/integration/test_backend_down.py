@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 from client import Client, assert_error, assert_json, run_concurrently, unique
@@ -68,3 +70,21 @@ def test_backend_down_then_back(redis_stack) -> None:
     )
     assert sorted(a["value"] for a in answers) == list(range(1, 21))
     assert_json(client.post(f"/api/locked-increment/{fresh}", json={"hold_ms": 0}), 200)
+
+
+def test_paused_redis_is_a_quick_503_not_a_hung_worker(redis_stack) -> None:
+    """A Redis that accepts connections but never answers (SIGSTOP): socket timeouts fire."""
+    client = Client(redis_stack.base_url)
+    name = unique("paused")
+    assert_json(client.post(f"/api/counters/{name}/incr"), 200)
+    redis_pid = redis_stack.pids()["redis-server"]
+    os.kill(redis_pid, signal.SIGSTOP)
+    try:
+        for _ in range(3):
+            assert_error(
+                timed(lambda: client.post(f"/api/counters/{name}/incr")), 503, "backend_unavailable"
+            )
+            assert assert_json(timed(lambda: client.get("/readyz")), 503)["status"] == "unavailable"
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
+    poll_until_ready(client, name, 10)
