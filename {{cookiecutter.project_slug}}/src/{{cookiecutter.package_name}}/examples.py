@@ -1,7 +1,7 @@
 """The example endpoints of the HTTP contract, once, for every framework.
 
 Counters, a locked read-modify-write, exports and child tasks: each shows one
-multi-worker pitfall solved with the toolkit. Like `handlers`, each function
+multi-worker pitfall solved with the toolkit. Like `health`, each function
 takes the path parameters and raw body and returns `(status, payload)`.
 """
 
@@ -90,7 +90,8 @@ class Download:
 
 
 def download(export_id: str) -> Download:
-    """Hand the download to nginx (X-Accel-Redirect): the worker sends no bytes."""
+    """How to answer a download: handed to nginx (X-Accel-Redirect), so the worker
+    sends no bytes; only in "direct" delivery, the file for the app to send."""
     store = export_store()
     meta = store.get(export_id)
     headers = {
