@@ -19,7 +19,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TOOLS_BIN, Project, clean_env
+from conftest import TOOLS_BIN, Project, check, clean_env
+
+# Variables gunicorn reads itself, before (or beside) gunicorn.conf.py: passed
+# empty, WEB_CONCURRENCY kills it at import (int('')), the others change what it does.
+GUNICORN_OWN_VARIABLES = {"WEB_CONCURRENCY", "PORT", "SENDFILE", "FORWARDED_ALLOW_IPS"}
+COMPOSE_VARIABLE = re.compile(r"\$\{(\w+)(?:(:?)([-?])([^}]*))?\}")
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +160,79 @@ def test_nginx_waits_longer_than_gunicorn_in_compose(project, compose, worker_cl
     nginx_wait = int(re.fullmatch(r"\$\{\w+:-(\d+)s\}", setting)[1])
     gunicorn = project.resolved_gunicorn_settings(GUNICORN_WORKER_CLASS=worker_class)
     assert nginx_wait > gunicorn["timeout"]
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines of a .env file, as compose reads them (no quotes used here)."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value for key, value in pairs if not key.lstrip().startswith("#")}
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """compose's ${VAR}, ${VAR:-default}, ${VAR-default} and ${VAR:?error} forms."""
+
+    def one(match: re.Match[str]) -> str:
+        name, colon, kind, operand = match.groups()
+        present = name in variables and (variables[name] != "" or not colon)
+        if present:
+            return variables[name]
+        if kind == "?":
+            raise AssertionError(f"compose would refuse to start: {operand}")
+        return operand or ""
+
+    return COMPOSE_VARIABLE.sub(one, value)
+
+
+def web_environment(compose: dict, variables: dict[str, str]) -> dict[str, str]:
+    environment = compose["services"]["web"]["environment"]
+    return {name: interpolate(str(value), variables) for name, value in environment.items()}
+
+
+@pytest.mark.parametrize("dot_env", ["copied from .env.example", "only a password"])
+def test_gunicorn_starts_with_the_environment_compose_gives(project, compose, dot_env, tmp_path):
+    if dot_env == "only a password":
+        variables = {"REDIS_PASSWORD": "secret0"}
+    else:
+        variables = env_file(project.path / ".env.example")
+    environment = web_environment(compose, variables)
+    empty = sorted(n for n in GUNICORN_OWN_VARIABLES & set(environment) if not environment[n])
+    assert not empty, f"compose passes {empty} empty, and gunicorn reads them itself"
+
+    project.install()
+    environment["EXPORT_DIR"] = str(tmp_path / "exports")
+    gunicorn = project.python.parent / "gunicorn"
+    result = project.run(
+        gunicorn, "--check-config", "-c", "gunicorn.conf.py", env=clean_env(**environment)
+    )
+    check(result, "gunicorn --check-config with the web container's environment")
+
+
+def test_an_empty_web_concurrency_does_kill_gunicorn(project):
+    """Why compose never passes WEB_CONCURRENCY: the hazard the test above guards."""
+    project.install()
+    gunicorn = project.python.parent / "gunicorn"
+    env = clean_env(WEB_CONCURRENCY="", REDIS_URL="redis://127.0.0.1:1/0")
+    result = project.run(gunicorn, "--check-config", "-c", "gunicorn.conf.py", env=env)
+    assert result.returncode != 0
+    assert "invalid literal for int()" in result.stderr, result.stderr
+
+
+def test_nginx_outlives_webs_drain(project, compose):
+    """compose stops nginx first; it must finish the requests web is still serving."""
+
+    def grace(service: str) -> int:
+        return int(compose["services"][service]["stop_grace_period"].removesuffix("s"))
+
+    graceful = project.resolved_gunicorn_settings()["graceful_timeout"]
+    assert grace("nginx") > grace("web") > graceful
+
+
+def test_dockerfile_pulls_no_frontend_and_takes_its_base_from_a_variable(project, compose):
+    dockerfile = (project.path / "Dockerfile").read_text()
+    # A `# syntax=` directive makes BuildKit pull a frontend image from a registry.
+    assert not re.search(r"^#\s*syntax\s*=", dockerfile, flags=re.IGNORECASE | re.MULTILINE)
+    assert re.findall(r"^FROM (\S+)", dockerfile, flags=re.MULTILINE) == ["${PYTHON_IMAGE}"] * 2
+    args = compose["services"]["web"]["build"]["args"]
+    assert args["PYTHON_IMAGE"].startswith("${PYTHON_IMAGE:-python:3.11")
+    for service, variable in (("nginx", "NGINX_IMAGE"), ("redis", "REDIS_IMAGE")):
+        assert compose["services"][service]["image"].startswith(f"${{{variable}:-"), service

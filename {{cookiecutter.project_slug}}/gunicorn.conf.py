@@ -48,8 +48,11 @@ wsgi_app = _env("APP_MODULE", _DEFAULT_APP)
 bind = [_env("GUNICORN_BIND", "127.0.0.1:8000")]
 worker_class = _env("GUNICORN_WORKER_CLASS", _DEFAULT_WORKER_CLASS)
 cpus = usable_cpus()
-# WEB_CONCURRENCY is the conventional override; never fewer than 2 workers.
-workers = max(2, _env_int("WEB_CONCURRENCY", default_workers(worker_class, cpus)))
+# GUNICORN_WORKERS, or the conventional WEB_CONCURRENCY; never fewer than 2 workers.
+# compose passes GUNICORN_WORKERS: gunicorn itself does int(WEB_CONCURRENCY) before
+# it reads this file, so an empty WEB_CONCURRENCY would kill it at import.
+_requested_workers = _env_int("GUNICORN_WORKERS", 0) or _env_int("WEB_CONCURRENCY", 0)
+workers = max(2, _requested_workers or default_workers(worker_class, cpus))
 # gthread: requests per worker at once; other classes ignore it.
 threads = _env_int("GUNICORN_THREADS", 4) if worker_class == "gthread" else 1
 # gevent: open connections per worker; each waits cheaply on I/O. gthread: a worker

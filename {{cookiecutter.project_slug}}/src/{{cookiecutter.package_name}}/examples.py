@@ -8,6 +8,7 @@ takes the path parameters and raw body and returns `(status, payload)`.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +21,9 @@ from .exports import ExportStore
 def worker(framework: str) -> tuple[int, dict]:
     return 200, {
         "pid": os.getpid(),
+        # Containers reuse pids (every replica's workers are 7, 8, ...): the
+        # hostname tells them apart.
+        "host": socket.gethostname(),
         # gunicorn.conf.py's post_worker_init records the class that really runs.
         "worker_class": os.environ.get("APP_WORKER_CLASS", "unknown"),
         "framework": framework,

@@ -1,16 +1,25 @@
-"""Concurrent requests through nginx reach more than one gunicorn worker process."""
+"""Concurrent requests through nginx reach more than one gunicorn worker process.
+
+A worker is a (host, pid) pair: replicas behind `docker compose up --scale
+web=3` run their workers under the same pids. EXPECT_HOSTS (default 1) is how
+many hosts must answer, e.g. 2 against a scaled compose stack.
+"""
 
 from __future__ import annotations
+
+import os
 
 from client import Client, assert_json, run_concurrently, unique
 
 FRAMEWORKS = {"flask", "django", "aiohttp"}
+EXPECT_HOSTS = int(os.environ.get("EXPECT_HOSTS", "").strip() or "1")
 
 
 def test_worker_fields(client: Client) -> None:
     body = assert_json(client.get("/api/worker"), 200)
     assert isinstance(body["pid"], int) and not isinstance(body["pid"], bool), body
     assert body["pid"] > 1, body
+    assert isinstance(body["host"], str) and body["host"], body
     assert isinstance(body["worker_class"], str) and body["worker_class"], body
     assert isinstance(body["framework"], str) and body["framework"] in FRAMEWORKS, body
 
@@ -34,7 +43,9 @@ def test_concurrent_requests_reach_several_workers(client: Client) -> None:
     answers = [a for a in run_concurrently(calls, threads=16) if a is not None]
 
     assert len(answers) == 40
-    pids = {a["pid"] for a in answers}
-    assert len(pids) >= 2, f"all 40 probes were answered by pid {pids}"
+    workers = {(a["host"], a["pid"]) for a in answers}
+    assert len(workers) >= 2, f"all 40 probes were answered by {workers}"
+    hosts = {a["host"] for a in answers}
+    assert len(hosts) >= EXPECT_HOSTS, f"{EXPECT_HOSTS} hosts expected, only {hosts} answered"
     assert len({a["worker_class"] for a in answers}) == 1, answers
     assert len({a["framework"] for a in answers}) == 1, answers
