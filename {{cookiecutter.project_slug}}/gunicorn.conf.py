@@ -10,9 +10,17 @@ import os
 import signal
 
 _DEFAULT_WORKER_CLASS = "{{ cookiecutter.worker_class }}"
+{% if cookiecutter.framework == "django" %}
+_DEFAULT_APP = "{{ cookiecutter.package_name }}.django_project.wsgi:application"
+{% else %}
 _DEFAULT_APP = "{{ cookiecutter.package_name }}.flask_app:app"
-# Worker classes that keep client connections open between requests.
+{% endif %}
+# Worker classes that keep client connections open between requests; the sync
+# worker closes every one. nginx's upstream keepalive follows this (the stack reads it).
 _KEEPS_CONNECTIONS = {"gthread", "gevent", "aiohttp.GunicornWebWorker"}
+# nginx waits this much longer than gunicorn lets a worker run, so gunicorn's own
+# limit (and its log line) comes first.
+_NGINX_READ_MARGIN_SECONDS = 30
 
 
 def _env(name, default):
@@ -66,11 +74,14 @@ worker_connections = _env_int(
 # A sync worker is silent for a whole request, so its default must outlast the
 # longest one the service allows (a 60 s task); other classes beat in between.
 timeout = _env_int("GUNICORN_TIMEOUT", 90 if worker_class == "sync" else 30)
+# Derived for nginx, not gunicorn settings: the one place these rules live.
+keeps_connections = worker_class in _KEEPS_CONNECTIONS
+nginx_read_timeout = timeout + _NGINX_READ_MARGIN_SECONDS
 # On TERM, requests get this long to finish; compose's stop_grace_period exceeds it.
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
 # Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
 # connections first and never sends a request on one gunicorn is closing.
-keepalive = _env_int("GUNICORN_KEEPALIVE", 75) if worker_class in _KEEPS_CONNECTIONS else 2
+keepalive = _env_int("GUNICORN_KEEPALIVE", 75) if keeps_connections else 2
 # Recycle workers now and then, at staggered moments, to bound slow leaks.
 max_requests = _env_int("GUNICORN_MAX_REQUESTS", 1000)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 100)
@@ -114,6 +125,7 @@ def resolved():
         "max_requests", "max_requests_jitter", "worker_tmp_dir", "control_socket",
         "control_socket_disable", "forwarded_allow_ips", "preload_app", "pidfile",
         "accesslog", "errorlog", "loglevel", "access_log_format",
+        "keeps_connections", "nginx_read_timeout",
     ]  # fmt: skip
     return {name: globals()[name] for name in names}
 

@@ -9,7 +9,7 @@ NAIVE_VARIANT naming one mistake teams really make:
 
 NAIVE_PACKAGE is the generated package and NAIVE_APP the real app
 ("module:attribute"). Each variant swaps one function of the package's
-`examples` module; everything else is the real service.
+`examples.handlers` module; everything else is the real service.
 """
 
 import hashlib
@@ -20,38 +20,42 @@ import os
 import time
 
 _package = os.environ["NAIVE_PACKAGE"]
-examples = importlib.import_module(f"{_package}.examples")
-schemas = importlib.import_module(f"{_package}.schemas")
-backend = importlib.import_module(f"{_package}.backend")
+handlers = importlib.import_module(f"{_package}.examples.handlers")
+schemas = importlib.import_module(f"{_package}.examples.schemas")
+inputs = importlib.import_module(f"{_package}.schemas")
+runtime = importlib.import_module(f"{_package}.runtime")
+replies = importlib.import_module(f"{_package}.replies")
 
 _counters: dict[str, int] = {}
 _fences = itertools.count(1)
 
 
-def local_incr(name, raw):
-    schemas.check_name(name)
-    body = schemas.validate(schemas.parse_json(raw, empty_ok=True), schemas.INCREMENT)
+def local_incr(call):
+    name = inputs.check_name(call.params["name"])
+    body = inputs.validate(inputs.parse_json(call.body, empty_ok=True), schemas.INCREMENT)
     _counters[name] = _counters.get(name, 0) + body.get("by", 1)
-    return 200, {"name": name, "value": _counters[name]}
+    return replies.json_reply(200, {"name": name, "value": _counters[name]})
 
 
-def local_get(name):
-    return 200, {"name": name, "value": _counters.get(name, 0)}
+def local_get(call):
+    name = call.params["name"]
+    return replies.json_reply(200, {"name": name, "value": _counters.get(name, 0)})
 
 
-def unlocked_increment(name, raw):
-    body = schemas.validate(schemas.parse_json(raw, empty_ok=True), schemas.LOCKED_INCREMENT)
-    client = backend.state()._redis
+def unlocked_increment(call):
+    name = call.params["name"]
+    body = inputs.validate(inputs.parse_json(call.body, empty_ok=True), schemas.LOCKED_INCREMENT)
+    state = runtime.current().state
     key = f"naive:{name}"
-    value = int(client.get(key) or 0) + 1
+    value = int(state.get(key) or 0) + 1
     time.sleep(body.get("hold_ms", 0) / 1000)
-    client.set(key, value)
-    return 200, {"name": name, "value": value, "fencing_token": next(_fences)}
+    state.set(key, str(value))
+    return replies.json_reply(200, {"name": name, "value": value, "fencing_token": next(_fences)})
 
 
-def fixed_path_export(raw):
-    body = schemas.validate(schemas.parse_json(raw), schemas.EXPORT)
-    store = examples.export_store()
+def fixed_path_export(call):
+    body = inputs.validate(inputs.parse_json(call.body), schemas.EXPORT)
+    store = runtime.current().exports
     store.work.mkdir(parents=True, exist_ok=True)
     fixed = store.work / "export.txt"
     export_id = os.urandom(16).hex()
@@ -68,16 +72,17 @@ def fixed_path_export(raw):
             left -= len(chunk)
     target = store.files / export_id
     target.mkdir(parents=True)
-    os.replace(fixed, target / "export.txt")
+    os.replace(fixed, target / "data")
     meta = {
         "id": export_id,
         "label": body["label"],
         "size": body["size_bytes"],
         "sha256": digest.hexdigest(),
         "filename": f"{body['label']}.txt",
+        "content_type": "text/plain; charset=utf-8",
     }
     (target / "meta.json").write_text(json.dumps(meta))
-    return 201, examples._export_view(meta)
+    return replies.json_reply(201, handlers._export_view(meta))
 
 
 _VARIANTS = {
@@ -86,8 +91,10 @@ _VARIANTS = {
     "fixed_path": {"create_export": fixed_path_export},
 }
 
+# Swapped before the app (and so the route table) is imported.
 for _name, _function in _VARIANTS[os.environ["NAIVE_VARIANT"]].items():
-    setattr(examples, _name, _function)
+    _function.__name__ = _name
+    setattr(handlers, _name, _function)
 
 _module, _attribute = os.environ["NAIVE_APP"].split(":")
 app = getattr(importlib.import_module(_module), _attribute)

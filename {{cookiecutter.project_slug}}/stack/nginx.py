@@ -28,9 +28,6 @@ UPSTREAM_IDLE_SECONDS = 60
 KEEPALIVE_MARGIN_SECONDS = 5
 # Idle connections nginx keeps open to gunicorn.
 UPSTREAM_IDLE_CONNECTIONS = 16
-# nginx waits this much longer than gunicorn's worker timeout, so gunicorn's
-# limit (and its log line) comes first.
-READ_TIMEOUT_MARGIN_SECONDS = 30
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 _BODY_SIZE = re.compile(r"[0-9]+[kKmMgG]?")
@@ -148,7 +145,7 @@ def values(site: NginxSite) -> dict[str, str]:
         "NGINX_LISTEN": site.listen,
         "NGINX_SERVER_NAMES": " ".join(names),
         "NGINX_CLIENT_MAX_BODY_SIZE": body_size,
-        "NGINX_PROXY_READ_TIMEOUT": f"{site.gunicorn.timeout + READ_TIMEOUT_MARGIN_SECONDS}s",
+        "NGINX_PROXY_READ_TIMEOUT": f"{site.gunicorn.nginx_read_timeout}s",
         "NGINX_ACCESS_LOG": _path(site.access_log or site.conf_dir / "access.log", "access log"),
         "STATIC_DIR": _path(site.static_dir, "static directory"),
         "EXPORT_DIR": _path(site.export_dir, "EXPORT_DIR"),

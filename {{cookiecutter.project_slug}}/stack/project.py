@@ -41,47 +41,21 @@ def find_program(name: str) -> str:
 
 @dataclass(frozen=True)
 class GunicornSettings:
-    """The gunicorn values nginx's configuration depends on."""
+    """The gunicorn values nginx's configuration depends on, as gunicorn.conf.py derives them."""
 
     worker_class: str
     timeout: int
     keepalive: int
     graceful_timeout: int
+    # False for the sync worker, which closes every connection.
+    keeps_connections: bool
+    # How long nginx waits for an answer: above gunicorn's worker timeout.
+    nginx_read_timeout: int
     workers: int = 2
-
-    @property
-    def keeps_connections(self) -> bool:
-        """False for the sync worker, which closes every connection."""
-        name = self.worker_class.rsplit(".", 1)[-1].lower()
-        return name not in {"sync", "syncworker"}
-
-
-def _env_int(env: dict[str, str], name: str, default: int) -> int:
-    try:
-        return int(env.get(name, "").strip() or default)
-    except ValueError:
-        raise StackError(f"{name} must be a whole number, not {env[name]!r}.") from None
-
-
-def _fallback_settings(env: dict[str, str]) -> GunicornSettings:
-    return GunicornSettings(
-        worker_class=env.get("GUNICORN_WORKER_CLASS", "").strip() or "gthread",
-        timeout=_env_int(env, "GUNICORN_TIMEOUT", 30),
-        keepalive=_env_int(env, "GUNICORN_KEEPALIVE", 75),
-        graceful_timeout=_env_int(env, "GUNICORN_GRACEFUL_TIMEOUT", 30),
-        workers=max(2, _env_int(env, "WEB_CONCURRENCY", 2)),
-    )
 
 
 def gunicorn_settings(env: dict[str, str]) -> GunicornSettings:
-    """Run `python gunicorn.conf.py` with `env` and read the values it prints.
-
-    Without a gunicorn.conf.py (a bare checkout of the stack) the values come
-    from the same environment variables with gunicorn's documented defaults.
-    """
-    fallback = _fallback_settings(env)
-    if not GUNICORN_CONF.is_file():
-        return fallback
+    """Run `python gunicorn.conf.py` with `env` and read the values it prints."""
     try:
         done = subprocess.run(
             [sys.executable, str(GUNICORN_CONF)],
@@ -108,19 +82,21 @@ def gunicorn_settings(env: dict[str, str]) -> GunicornSettings:
     if not isinstance(printed, dict):
         raise StackError(f"{GUNICORN_CONF.name} printed JSON that is not an object.")
 
-    def number(key: str, default: int) -> int:
-        value = printed.get(key, default)
+    def number(key: str) -> int:
+        value = printed.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise StackError(f"{GUNICORN_CONF.name} printed {key}={value!r}, not a number.")
         return int(value)
 
-    worker_class = printed.get("worker_class", fallback.worker_class)
+    worker_class = printed.get("worker_class")
     if not isinstance(worker_class, str) or not worker_class:
         raise StackError(f"{GUNICORN_CONF.name} printed worker_class={worker_class!r}.")
     return GunicornSettings(
         worker_class=worker_class,
-        timeout=number("timeout", fallback.timeout),
-        keepalive=number("keepalive", fallback.keepalive),
-        graceful_timeout=number("graceful_timeout", fallback.graceful_timeout),
-        workers=number("workers", fallback.workers),
+        timeout=number("timeout"),
+        keepalive=number("keepalive"),
+        graceful_timeout=number("graceful_timeout"),
+        keeps_connections=printed.get("keeps_connections") is True,
+        nginx_read_timeout=number("nginx_read_timeout"),
+        workers=number("workers"),
     )

@@ -1,19 +1,18 @@
 """Settings read once from the environment, so every worker process agrees.
 
-Each gunicorn worker imports this module after the fork; nothing here opens a
-connection, so the master never holds a socket its children would share.
+Nothing here opens a connection or touches the disk: `runtime` does that,
+once per worker, after the fork.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
+from .errors import ConfigError
 
-class ConfigError(ValueError):
-    """A setting in the environment cannot be used; the message names it."""
+__all__ = ["ConfigError", "Settings", "load"]
 
 
 def env_str(name: str, default: str) -> str:
@@ -27,9 +26,9 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+        raise ConfigError(f"{name} must be a number, not {raw!r}.") from None
+    if not value >= minimum:  # also refuses NaN
+        raise ConfigError(f"{name} must be at least {minimum}, not {raw}.")
     return value
 
 
@@ -40,9 +39,9 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}.") from None
     if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+        raise ConfigError(f"{name} must be at least {minimum}, not {value}.")
     return value
 
 
@@ -58,8 +57,6 @@ class Settings:
     data_dir: Path
     # The export store: nginx serves <export_dir>/files through an internal location.
     export_dir: Path
-    # The internal nginx location that maps onto <export_dir>/files/ (both end in "/").
-    export_accel_prefix: str
     # "accel": nginx sends downloads (X-Accel-Redirect); "direct": the app does, for
     # `make run` without nginx. Never "direct" in production: a slow client holds a worker.
     export_delivery: str
@@ -70,38 +67,19 @@ class Settings:
     # A lock outlives a crashed holder by at most this long; longer than any hold.
     lock_ttl: float
 
-    @property
-    def export_files(self) -> Path:
-        return self.export_dir / "files"
-
-    @property
-    def export_work(self) -> Path:
-        return self.export_dir / "work"
-
 
 def load() -> Settings:
-    prefix = env_str("EXPORT_ACCEL_PREFIX", "/_internal/exports/")
-    if not (prefix.startswith("/") and prefix.endswith("/")):
-        raise ConfigError("EXPORT_ACCEL_PREFIX must start and end with '/'")
     delivery = env_str("EXPORT_DELIVERY", "accel")
     if delivery not in {"accel", "direct"}:
-        raise ConfigError(f"EXPORT_DELIVERY must be accel or direct, not {delivery!r}")
-    lock_ttl = env_float("LOCK_TTL_SECONDS", 30.0, minimum=6.0)
+        raise ConfigError(f"EXPORT_DELIVERY must be accel or direct, not {delivery!r}.")
     return Settings(
         redis_url=env_str("REDIS_URL", ""),
         redis_timeout=env_float("REDIS_TIMEOUT_SECONDS", 2.0, minimum=0.1),
         key_prefix=env_str("KEY_PREFIX", "{{ cookiecutter.project_slug }}"),
         data_dir=Path(env_str("DATA_DIR", "var/data")).resolve(),
         export_dir=Path(env_str("EXPORT_DIR", "var/exports")).resolve(),
-        export_accel_prefix=prefix,
         export_delivery=delivery,
         export_max_age=env_float("EXPORT_MAX_AGE_SECONDS", 86400.0, minimum=1.0),
         lock_wait=env_float("LOCK_WAIT_SECONDS", 10.0, minimum=0.0),
-        lock_ttl=lock_ttl,
+        lock_ttl=env_float("LOCK_TTL_SECONDS", 30.0, minimum=6.0),
     )
-
-
-@cache
-def settings() -> Settings:
-    """The settings of this process, read once: the environment does not change."""
-    return load()

@@ -19,30 +19,49 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import ApiError, LockTimeout
-from .locks import Lease, LockLost, Locks
+from .errors import ConfigError, LockLost, LockTimeout, unavailable_on
+from .locks import Holding, Lease, check_ttl
 
 # Waiting this long on a write lock is normal under load; past it, answer 503.
 BUSY_TIMEOUT_MS = 5000
+# "database is locked" and friends: the store did not answer in time.
+SQLITE_UNAVAILABLE = (sqlite3.OperationalError,)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires_at REAL);
-CREATE TABLE IF NOT EXISTS fences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS guarded (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY, token TEXT, fence INTEGER NOT NULL, expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fenced (
+    name TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (name, key)
+);
 """
 
 
 def private_dir(path: Path) -> Path:
     """Create (or check) a directory only this user can enter; never a symlink."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = os.lstat(path)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(path)
+    except OSError as exc:
+        raise ConfigError(f"DATA_DIR: cannot create {path}: {exc.strerror}.") from None
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise ApiError(500, "bad_data_dir", f"{path} must be a real directory.")
+        raise ConfigError(f"DATA_DIR: {path} must be a real directory, not a link or a file.")
     if info.st_uid != os.getuid():
-        raise ApiError(500, "bad_data_dir", f"{path} belongs to another user.")
+        raise ConfigError(f"DATA_DIR: {path} belongs to another user.")
     os.chmod(path, 0o700)
     return path
+
+
+def open_database(directory: Path) -> Database:
+    """The state database in a private directory, in WAL mode, checked at start."""
+    db = Database(private_dir(directory) / "state.sqlite3")
+    try:
+        db.one("SELECT 1")
+    except sqlite3.Error as exc:
+        raise ConfigError(f"DATA_DIR: cannot open {db.path}: {exc}.") from None
+    return db
 
 
 class Database:
@@ -84,6 +103,7 @@ class Database:
             return self._connect().execute(sql, params).rowcount
 
 
+@unavailable_on(*SQLITE_UNAVAILABLE)
 class SqliteState:
     """The same interface as `state.RedisState`, on the embedded database."""
 
@@ -111,6 +131,20 @@ class SqliteState:
             (key, value, expires),
         )
 
+    def set_if_absent(self, key: str, value: bytes | str, ttl: float | None = None) -> bool:
+        now = time.time()
+        expires = now + ttl if ttl is not None else None
+        # An expired row counts as absent: it is replaced, in the same statement.
+        return bool(
+            self._db.changes(
+                "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE "
+                "SET value = excluded.value, expires_at = excluded.expires_at "
+                "WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?",
+                (key, value, expires, now),
+            )
+        )
+
     def get(self, key: str) -> bytes | None:
         row = self._db.one(
             "SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
@@ -124,14 +158,18 @@ class SqliteState:
         self._db.one("SELECT 1")
 
 
-class FileLocks(Locks):
+@unavailable_on(*SQLITE_UNAVAILABLE)
+class FileLocks(Holding):
     """The same interface as `locks.RedisLocks`, with one `flock`ed file per name.
 
-    `filelock` does the locking (flock, O_NOFOLLOW, a fresh descriptor per
-    acquisition, so nothing is shared across fork). The kernel releases a
-    dead holder's lock, so no TTL is needed for crashes; `ttl` is accepted
-    for the common interface. The fence lives in SQLite and is incremented
-    while the lock is held.
+    `filelock` does the exclusion (flock, O_NOFOLLOW, a fresh descriptor per
+    acquisition, so nothing is shared across fork), and the kernel frees a
+    dead holder's lock at once. The lease (token, fence, expiry) is a row in
+    SQLite, written while the flock is held: past its TTL a lease can no
+    longer extend or write fenced data, as with Redis. Unlike Redis, a holder
+    that is alive but stuck past its TTL still keeps the others waiting: a
+    flock cannot be taken from a living process (gunicorn's worker timeout
+    ends such a holder, and the kernel then frees its lock).
     """
 
     def __init__(self, directory: Path, db: Database) -> None:
@@ -148,33 +186,32 @@ class FileLocks(Locks):
             fallback_to_soft=False,
         )
 
-    def _lease(self, name: str, lock: FileLock) -> Lease:
-        row = self._db.one(
-            "INSERT INTO fences (name, value) VALUES (?, 1) "
-            "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
-            (name,),
-        )
-        token = secrets.token_hex(16)
-        self._held[token] = lock
-        return Lease(name, token, int(row[0]))
-
     def try_acquire(self, name: str, ttl: float) -> Lease | None:
-        return self._acquire(name, 0)
+        return self._acquire(name, ttl, 0)
 
     def acquire(self, name: str, ttl: float, wait: float) -> Lease:
-        lease = self._acquire(name, wait)
+        lease = self._acquire(name, ttl, wait)
         if lease is None:
             raise LockTimeout(name, wait)
         return lease
 
-    def _acquire(self, name: str, wait: float) -> Lease | None:
+    def _acquire(self, name: str, ttl: float, wait: float) -> Lease | None:
+        check_ttl(ttl)
         lock = self._lock_for(name)
         try:
             lock.acquire(timeout=wait, poll_interval=0.005)
         except Timeout:
             return None
         try:
-            return self._lease(name, lock)
+            token = secrets.token_hex(16)
+            row = self._db.one(
+                "INSERT INTO leases (name, token, fence, expires_at) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT (name) DO UPDATE SET token = excluded.token, "
+                "fence = fence + 1, expires_at = excluded.expires_at RETURNING fence",
+                (name, token, time.time() + ttl),
+            )
+            self._held[token] = lock
+            return Lease(name, token, int(row[0]))
         except BaseException:
             lock.release()
             raise
@@ -183,22 +220,38 @@ class FileLocks(Locks):
         lock = self._held.pop(lease.token, None)
         if lock is None:
             return False
-        lock.release()
+        try:
+            self._db.changes(
+                "UPDATE leases SET token = NULL, expires_at = 0 WHERE name = ? AND token = ?",
+                (lease.name, lease.token),
+            )
+        finally:
+            lock.release()
         return True
 
     def extend(self, lease: Lease, ttl: float) -> bool:
-        return lease.token in self._held
+        """Reset the remaining TTL to `ttl`, only while the lease still holds."""
+        check_ttl(ttl)
+        now = time.time()
+        extended = self._db.changes(
+            "UPDATE leases SET expires_at = ? WHERE name = ? AND token = ? AND expires_at > ?",
+            (now + ttl, lease.name, lease.token, now),
+        )
+        return extended == 1
 
-    def read_guarded(self, lease: Lease) -> int:
-        row = self._db.one("SELECT value FROM guarded WHERE name = ?", (lease.name,))
-        return int(row[0]) if row else 0
+    def read_fenced(self, name: str, key: str) -> bytes | None:
+        row = self._db.one("SELECT value FROM fenced WHERE name = ? AND key = ?", (name, key))
+        if row is None:
+            return None
+        return row[0] if isinstance(row[0], bytes) else str(row[0]).encode()
 
-    def write_guarded(self, lease: Lease, value: int) -> None:
+    def write_fenced(self, lease: Lease, key: str, value: bytes | str) -> None:
         written = self._db.changes(
-            "INSERT INTO guarded (name, value) "
-            "SELECT ?, ? WHERE (SELECT value FROM fences WHERE name = ?) = ? "
-            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (lease.name, value, lease.name, lease.fence),
+            "INSERT INTO fenced (name, key, value) "
+            "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM leases WHERE name = ? "
+            "AND token = ? AND fence = ? AND expires_at > ?) "
+            "ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
+            (lease.name, key, value, lease.name, lease.token, lease.fence, time.time()),
         )
         if written != 1:
             raise LockLost(lease.name)

@@ -1,46 +1,83 @@
-"""The one error shape every endpoint answers with, whatever the framework.
+"""The toolkit's own errors: what went wrong, in words a person can act on.
 
-Handlers raise `ApiError`; each framework adapter turns it into
-`{"error": {"code": ..., "message": ...}}` with its status, so no bad input
-ever reaches a traceback page.
+The toolkit never speaks HTTP. It raises these, and one table at the edge
+(`replies.ERRORS`) turns each into a status and a machine code, so every
+framework answers the same failure the same way.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import TypeVar
 
-class ApiError(Exception):
-    """An answer for the client: an HTTP status, a machine code and a sentence."""
+C = TypeVar("C", bound=type)
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+
+class ServiceError(Exception):
+    """Base of every error the toolkit raises on purpose; str() is one sentence."""
+
+
+class InvalidInput(ServiceError):
+    """A request's input is refused before any work; `code` says which rule it broke."""
+
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.status = status
         self.code = code
-        self.message = message
-
-    def body(self) -> dict:
-        return error_body(self.code, self.message)
 
 
-def error_body(code: str, message: str) -> dict:
-    return {"error": {"code": code, "message": message}}
+class NotFound(ServiceError):
+    def __init__(self, what: str = "resource") -> None:
+        super().__init__(f"No such {what}.")
 
 
-class BackendUnavailable(ApiError):
-    """The shared-state backend did not answer; the request changed nothing we know of."""
+class BackendUnavailable(ServiceError):
+    """The shared-state backend did not answer; what the call changed is unknown."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(
-            503, "backend_unavailable", f"The shared-state backend is unavailable: {reason}"
-        )
+        super().__init__(f"The shared-state backend is unavailable: {reason}")
         self.reason = reason
 
 
-class LockTimeout(ApiError):
+class LockTimeout(ServiceError):
     def __init__(self, name: str, waited: float) -> None:
-        super().__init__(
-            409, "lock_timeout", f"Lock {name!r} stayed busy for {waited:g} s; nothing was written."
-        )
+        super().__init__(f"Lock {name!r} stayed busy for {waited:g} s; nothing was written.")
 
 
-def not_found(what: str = "resource") -> ApiError:
-    return ApiError(404, "not_found", f"No such {what}.")
+class LockLost(ServiceError):
+    """The lease expired or passed to another holder before a fenced write."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Lock {name!r} expired before the write; nothing was written.")
+
+
+class InsufficientStorage(ServiceError):
+    def __init__(self, needed: int) -> None:
+        super().__init__(f"Not enough disk space for {needed} more bytes; nothing was written.")
+
+
+class ConfigError(ServiceError):
+    """A setting or a directory cannot be used; raised at start, the message names it."""
+
+
+def unavailable_on(*errors: type[BaseException]) -> Callable[[C], C]:
+    """Class decorator: a backend's own errors, in any public method, become
+    BackendUnavailable, so callers handle one error whatever the backend."""
+
+    def wrap(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def translated(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except errors as exc:
+                raise BackendUnavailable(type(exc).__name__) from exc
+
+        return translated
+
+    def decorate(cls: C) -> C:
+        for name, member in list(vars(cls).items()):
+            if not name.startswith("_") and callable(member):
+                setattr(cls, name, wrap(member))
+        return cls
+
+    return decorate

@@ -18,14 +18,19 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import ApiError, not_found
+from .errors import InsufficientStorage, NotFound
 
+# The internal nginx location that serves <root>/files/ (deploy/nginx/app.conf.template
+# has `location ^~ /_internal/exports/ { alias .../files/; }`; a unit test holds them equal).
+ACCEL_PREFIX = "/_internal/exports/"
+FILES_DIR = "files"
+WORK_DIR = "work"
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
-DATA_NAME = "export.txt"
+DATA_NAME = "data"
 META_NAME = "meta.json"
-CHUNK = 1 << 20
 # Exports are published readable by the web server, which may be another user.
 DIR_MODE = 0o755
 FILE_MODE = 0o644
@@ -33,21 +38,14 @@ FILE_MODE = 0o644
 STALE_WORK_SECONDS = 3600.0
 # Keep this much disk free so one large export cannot starve everything else.
 DISK_RESERVE_BYTES = 64 << 20
-
-
-def _fill(size: int) -> bytes:
-    pattern = b"0123456789abcdefghijklmnopqrstuvwxyz\n"
-    return (pattern * (size // len(pattern) + 1))[:size]
-
-
-_FILLER = _fill(CHUNK)
+# Sweep for expired exports at most this often per process.
+SWEEP_EVERY_SECONDS = 60.0
 
 
 class ExportStore:
-    def __init__(self, root: Path, accel_prefix: str, max_age: float) -> None:
-        self.files = root / "files"
-        self.work = root / "work"
-        self.accel_prefix = accel_prefix
+    def __init__(self, root: Path, max_age: float) -> None:
+        self.files = root / FILES_DIR
+        self.work = root / WORK_DIR
         self.max_age = max_age
         self._next_sweep = 0.0
 
@@ -55,23 +53,31 @@ class ExportStore:
         for path in (self.files, self.work):
             path.mkdir(parents=True, exist_ok=True)
 
-    def create(self, label: str, size: int) -> dict:
-        # An export smaller than its label line holds the first size bytes of it.
-        header = f"label={label}\n".encode()[:size]
+    def create(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        size: int,
+        filename: str,
+        content_type: str = "application/octet-stream",
+        **extra: object,
+    ) -> dict:
+        """Write `chunks` (`size` bytes in all) as a new export; return its metadata."""
         self._ensure_dirs()
         if shutil.disk_usage(self.work).free - size < DISK_RESERVE_BYTES:
-            raise ApiError(507, "insufficient_storage", "Not enough disk space for that export.")
+            raise InsufficientStorage(size)
         self.maybe_sweep()
         export_id = secrets.token_hex(16)
         workdir = Path(tempfile.mkdtemp(prefix="export-", dir=self.work))
         try:
-            digest = self._write(workdir / DATA_NAME, header, size)
+            written, digest = self._write(workdir / DATA_NAME, chunks)
             meta = {
+                **extra,
                 "id": export_id,
-                "label": label,
-                "size": size,
+                "size": written,
                 "sha256": digest,
-                "filename": f"{label}.txt",
+                "filename": filename,
+                "content_type": content_type,
                 "created": time.time(),
             }
             (workdir / META_NAME).write_text(json.dumps(meta))
@@ -84,33 +90,30 @@ class ExportStore:
         return meta
 
     @staticmethod
-    def _write(path: Path, header: bytes, size: int) -> str:
+    def _write(path: Path, chunks: Iterable[bytes]) -> tuple[int, str]:
         digest = hashlib.sha256()
+        written = 0
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
         with os.fdopen(fd, "wb") as out:
-            out.write(header)
-            digest.update(header)
-            left = size - len(header)
-            while left > 0:
-                chunk = _FILLER[: min(left, CHUNK)]
+            for chunk in chunks:
                 out.write(chunk)
                 digest.update(chunk)
-                left -= len(chunk)
+                written += len(chunk)
             out.flush()
             os.fsync(out.fileno())
-        return digest.hexdigest()
+        return written, digest.hexdigest()
 
     def get(self, export_id: str) -> dict:
         if not ID_PATTERN.fullmatch(export_id):
-            raise not_found("export")
+            raise NotFound("export")
         try:
             return json.loads((self.files / export_id / META_NAME).read_text())
         except (FileNotFoundError, NotADirectoryError, ValueError):
-            raise not_found("export") from None
+            raise NotFound("export") from None
 
     def accel_path(self, meta: dict) -> str:
         """The internal URI nginx serves; built from server-side data only."""
-        return f"{self.accel_prefix}{meta['id']}/{DATA_NAME}"
+        return f"{ACCEL_PREFIX}{meta['id']}/{DATA_NAME}"
 
     def data_path(self, meta: dict) -> Path:
         return self.files / meta["id"] / DATA_NAME
@@ -119,7 +122,7 @@ class ExportStore:
         """Sweep at most once a minute per process: cheap enough to run on create."""
         now = time.time()
         if now >= self._next_sweep:
-            self._next_sweep = now + 60.0
+            self._next_sweep = now + SWEEP_EVERY_SECONDS
             self.sweep(now)
 
     def sweep(self, now: float) -> None:

@@ -2,21 +2,23 @@
 
 `/healthz` says the process is up and touches nothing; `/readyz` asks the
 shared-state backend, so a worker that cannot reach Redis is taken out of
-rotation instead of failing requests. Like every module the adapters call,
-each function returns `(status, payload)`.
+rotation instead of failing requests.
 """
 
 from __future__ import annotations
 
-from . import backend
+from . import runtime
+from .errors import BackendUnavailable
+from .replies import Call, Reply, json_reply
 
 
-def healthz() -> tuple[int, dict]:
-    return 200, {"status": "ok"}
+def healthz(call: Call) -> Reply:
+    return json_reply(200, {"status": "ok"})
 
 
-def readyz() -> tuple[int, dict]:
-    state = backend.check()
-    if state == "ok":
-        return 200, {"status": "ok", "checks": {"state": "ok"}}
-    return 503, {"status": "unavailable", "checks": {"state": state}}
+def readyz(call: Call) -> Reply:
+    try:
+        runtime.current().state.ping()
+    except BackendUnavailable as exc:
+        return json_reply(503, {"status": "unavailable", "checks": {"state": exc.reason}})
+    return json_reply(200, {"status": "ok", "checks": {"state": "ok"}})

@@ -9,8 +9,8 @@ thread or greenlet using the same instance can release someone else's lock),
 has no fencing token, and `extend()` adds to the remaining TTL instead of
 resetting it. Here every acquisition gets its own token, a TTL is required,
 release and extension compare the token inside Redis, and each acquisition
-increments a per-name fence in the same script, so a store can refuse writes
-from a holder whose lease has already passed to someone else.
+increments a per-name fence in the same script, so data written under the
+lock (`write_fenced`) refuses a holder whose lease has passed to someone else.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ import random
 import secrets
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 import redis
 
-from .errors import ApiError, LockTimeout
+from .errors import BackendUnavailable, LockLost, LockTimeout, unavailable_on
+from .state import REDIS_UNAVAILABLE
 
 # SET NX PX and, only when that succeeded, INCR the fence: one atomic step.
 # The fence key has no TTL, so tokens keep increasing across expiries.
@@ -51,8 +53,8 @@ end
 return 0
 """
 
-# Write the guarded value only if our token still holds the lock and no newer
-# fence has been issued: a stale holder (paused past its TTL) writes nothing.
+# Write only if our token still holds the lock and no newer fence has been
+# issued: a stale holder (paused past its TTL) writes nothing.
 _WRITE_FENCED = """
 if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
   redis.call('SET', KEYS[3], ARGV[3])
@@ -60,13 +62,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[
 end
 return 0
 """
-
-
-class LockLost(ApiError):
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            409, "lock_lost", f"Lock {name!r} expired before the write; nothing was written."
-        )
 
 
 @dataclass(frozen=True)
@@ -78,11 +73,23 @@ class Lease:
     fence: int
 
 
-class Locks:
-    """What every lock backend shares: `hold`, built on acquire and release."""
+class Locks(Protocol):
+    """What every lock backend offers (Redis here, flock + SQLite in `embedded`).
 
-    # Errors on release that the lock's own expiry makes harmless.
-    release_errors: tuple[type[Exception], ...] = ()
+    Every method raises `errors.BackendUnavailable` when the backend does not answer.
+    """
+
+    def try_acquire(self, name: str, ttl: float) -> Lease | None: ...
+    def acquire(self, name: str, ttl: float, wait: float) -> Lease: ...
+    def release(self, lease: Lease) -> bool: ...
+    def extend(self, lease: Lease, ttl: float) -> bool: ...
+    def hold(self, name: str, ttl: float, wait: float) -> AbstractContextManager[Lease]: ...
+    def read_fenced(self, name: str, key: str) -> bytes | None: ...
+    def write_fenced(self, lease: Lease, key: str, value: bytes | str) -> None: ...
+
+
+class Holding:
+    """`hold`, the same for every backend: acquire, yield, always release."""
 
     def acquire(self, name: str, ttl: float, wait: float) -> Lease:
         raise NotImplementedError
@@ -90,20 +97,24 @@ class Locks:
     def release(self, lease: Lease) -> bool:
         raise NotImplementedError
 
-    @contextmanager
+    @contextlib.contextmanager
     def hold(self, name: str, ttl: float, wait: float) -> Iterator[Lease]:
         lease = self.acquire(name, ttl, wait)
         try:
             yield lease
         finally:
-            with contextlib.suppress(*self.release_errors):
+            # If the backend is gone the TTL frees the lock; the original error matters more.
+            with contextlib.suppress(BackendUnavailable):
                 self.release(lease)
 
 
-class RedisLocks(Locks):
-    # If Redis is gone the TTL frees the lock; the original error matters more.
-    release_errors = (redis.RedisError,)
+def check_ttl(ttl: float) -> None:
+    if not ttl > 0:
+        raise ValueError("a lock needs a positive TTL")
 
+
+@unavailable_on(*REDIS_UNAVAILABLE)
+class RedisLocks(Holding):
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
@@ -112,17 +123,18 @@ class RedisLocks(Locks):
         self._extend = client.register_script(_EXTEND)
         self._write = client.register_script(_WRITE_FENCED)
 
-    def _keys(self, name: str) -> tuple[str, str, str]:
-        # One hash tag per name keeps all three keys in one Redis Cluster slot.
+    def _keys(self, name: str) -> tuple[str, str]:
+        # One hash tag per name keeps every key of a lock in one Redis Cluster slot.
         base = f"{self._prefix}:lock:" + "{" + name + "}"
-        return f"{base}:owner", f"{base}:fence", f"{base}:value"
+        return f"{base}:owner", f"{base}:fence"
+
+    def _data_key(self, name: str, key: str) -> str:
+        return f"{self._prefix}:lock:" + "{" + name + "}" + f":data:{key}"
 
     def try_acquire(self, name: str, ttl: float) -> Lease | None:
-        if ttl <= 0:
-            raise ValueError("a lock needs a positive TTL")
-        owner, fence, _ = self._keys(name)
+        check_ttl(ttl)
         token = secrets.token_hex(16)
-        result = self._acquire(keys=[owner, fence], args=[token, int(ttl * 1000)])
+        result = self._acquire(keys=list(self._keys(name)), args=[token, int(ttl * 1000)])
         return None if result is None else Lease(name, token, int(result))
 
     def acquire(self, name: str, ttl: float, wait: float) -> Lease:
@@ -141,21 +153,21 @@ class RedisLocks(Locks):
             delay = min(delay * 2, 0.05)
 
     def release(self, lease: Lease) -> bool:
-        owner, _, _ = self._keys(lease.name)
+        owner, _ = self._keys(lease.name)
         return bool(self._release(keys=[owner], args=[lease.token]))
 
     def extend(self, lease: Lease, ttl: float) -> bool:
         """Reset the remaining TTL to `ttl`, only while the lease still holds."""
-        owner, _, _ = self._keys(lease.name)
+        check_ttl(ttl)
+        owner, _ = self._keys(lease.name)
         return bool(self._extend(keys=[owner], args=[lease.token, int(ttl * 1000)]))
 
-    def read_guarded(self, lease: Lease) -> int:
-        _, _, value = self._keys(lease.name)
-        raw = self._redis.get(value)
-        return int(raw) if raw is not None else 0
+    def read_fenced(self, name: str, key: str) -> bytes | None:
+        return self._redis.get(self._data_key(name, key))
 
-    def write_guarded(self, lease: Lease, value: int) -> None:
-        owner, fence, key = self._keys(lease.name)
-        written = self._write(keys=[owner, fence, key], args=[lease.token, lease.fence, value])
+    def write_fenced(self, lease: Lease, key: str, value: bytes | str) -> None:
+        owner, fence = self._keys(lease.name)
+        data = self._data_key(lease.name, key)
+        written = self._write(keys=[owner, fence, data], args=[lease.token, lease.fence, value])
         if not written:
             raise LockLost(lease.name)

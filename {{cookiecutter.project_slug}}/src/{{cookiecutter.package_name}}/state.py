@@ -11,17 +11,27 @@ from typing import Protocol
 
 import redis
 
+from .errors import unavailable_on
+
+# The Redis errors that mean "Redis did not answer", as opposed to a bug of ours.
+REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
 
 class State(Protocol):
-    """What every state backend offers (Redis here, SQLite in `embedded`)."""
+    """What every state backend offers (Redis here, SQLite in `embedded`).
+
+    Every method raises `errors.BackendUnavailable` when the backend does not answer.
+    """
 
     def incr(self, name: str, by: int = 1) -> int: ...
     def get_counter(self, name: str) -> int: ...
     def set(self, key: str, value: bytes | str, ttl: float | None = None) -> None: ...
+    def set_if_absent(self, key: str, value: bytes | str, ttl: float | None = None) -> bool: ...
     def get(self, key: str) -> bytes | None: ...
     def ping(self) -> None: ...
 
 
+@unavailable_on(*REDIS_UNAVAILABLE)
 class RedisState:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._redis = client
@@ -40,6 +50,10 @@ class RedisState:
     def set(self, key: str, value: bytes | str, ttl: float | None = None) -> None:
         px = int(ttl * 1000) if ttl is not None else None
         self._redis.set(self._key("kv", key), value, px=px)
+
+    def set_if_absent(self, key: str, value: bytes | str, ttl: float | None = None) -> bool:
+        px = int(ttl * 1000) if ttl is not None else None
+        return bool(self._redis.set(self._key("kv", key), value, px=px, nx=True))
 
     def get(self, key: str) -> bytes | None:
         return self._redis.get(self._key("kv", key))

@@ -7,14 +7,13 @@ import time
 import pytest
 
 from {{ cookiecutter.package_name }} import embedded
-from {{ cookiecutter.package_name }}.errors import ApiError
-from {{ cookiecutter.package_name }}.locks import LockLost
+from {{ cookiecutter.package_name }}.errors import ConfigError, LockLost, LockTimeout
 
 PROCESSES = 4
 
 
 def open_backend(directory):
-    db = embedded.Database(directory / "state.sqlite3")
+    db = embedded.open_database(directory)
     locks_dir = embedded.private_dir(directory / "locks")
     return embedded.SqliteState(db), embedded.FileLocks(locks_dir, db)
 
@@ -45,9 +44,9 @@ def _locked_read_modify_write(directory, times, log):
     _, locks = open_backend(directory)
     for _ in range(times):
         with locks.hold("job", ttl=10, wait=30) as lease:
-            value = locks.read_guarded(lease)
+            value = int(locks.read_fenced("job", "v") or 0)
             time.sleep(0.001)
-            locks.write_guarded(lease, value + 1)
+            locks.write_fenced(lease, "v", str(value + 1))
             with open(log, "a") as f:
                 f.write(f"{lease.fence}\n")
 
@@ -56,8 +55,7 @@ def test_file_locks_exclude_other_processes_and_fences_increase(tmp_path):
     log = tmp_path / "fences.log"
     run_in_processes(_locked_read_modify_write, tmp_path, 50, log)
     _, locks = open_backend(tmp_path)
-    with locks.hold("job", ttl=10, wait=1) as lease:
-        assert locks.read_guarded(lease) == PROCESSES * 50
+    assert int(locks.read_fenced("job", "v")) == PROCESSES * 50
     fences = [int(line) for line in log.read_text().split()]
     assert fences == sorted(fences) and len(set(fences)) == len(fences)
 
@@ -68,9 +66,9 @@ def test_a_stale_lease_cannot_write(tmp_path):
     locks.release(old)
     new = locks.acquire("x", ttl=10, wait=1)
     with pytest.raises(LockLost):
-        locks.write_guarded(old, 99)
-    locks.write_guarded(new, 1)
-    assert locks.read_guarded(new) == 1
+        locks.write_fenced(old, "v", "99")
+    locks.write_fenced(new, "v", "1")
+    assert locks.read_fenced("x", "v") == b"1"
     assert not locks.release(old)
 
 
@@ -78,9 +76,8 @@ def test_a_busy_lock_times_out(tmp_path):
     _, locks = open_backend(tmp_path)
     _, other = open_backend(tmp_path)
     held = locks.acquire("x", ttl=10, wait=1)
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(LockTimeout):
         other.acquire("x", ttl=10, wait=0.05)
-    assert caught.value.code == "lock_timeout"
     locks.release(held)
     other.release(other.acquire("x", ttl=10, wait=1))
 
@@ -99,5 +96,28 @@ def test_the_directory_is_private_and_never_a_symlink(tmp_path):
     assert os.stat(embedded.private_dir(tmp_path / "data")).st_mode & 0o777 == 0o700
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(ApiError):
+    with pytest.raises(ConfigError, match="DATA_DIR"):
         embedded.private_dir(tmp_path / "link")
+
+
+def test_a_lease_past_its_ttl_cannot_extend_or_write(tmp_path):
+    _, locks = open_backend(tmp_path)
+    lease = locks.acquire("t", ttl=0.05, wait=1)
+    assert locks.extend(lease, 0.2), "a live lease extends"
+    time.sleep(0.3)
+    assert not locks.extend(lease, 10)
+    with pytest.raises(LockLost):
+        locks.write_fenced(lease, "v", "1")
+    locks.release(lease)
+    fresh = locks.acquire("t", ttl=10, wait=1)
+    assert fresh.fence > lease.fence
+    locks.write_fenced(fresh, "v", "2")
+
+
+def test_set_if_absent_takes_an_expired_key_but_not_a_live_one(tmp_path):
+    state, _ = open_backend(tmp_path)
+    assert state.set_if_absent("k", b"first", ttl=0.05)
+    assert not state.set_if_absent("k", b"second", ttl=10)
+    time.sleep(0.1)
+    assert state.set_if_absent("k", b"third", ttl=10)
+    assert state.get("k") == b"third"

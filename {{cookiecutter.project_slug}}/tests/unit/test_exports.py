@@ -2,20 +2,28 @@ import hashlib
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.errors import ApiError
-from {{ cookiecutter.package_name }}.exports import ExportStore
+from {{ cookiecutter.package_name }}.errors import NotFound
+from {{ cookiecutter.package_name }}.exports import ACCEL_PREFIX, FILES_DIR, ExportStore
+
+NGINX_APP_CONF = "deploy/nginx/app.conf.template"
 
 
 @pytest.fixture
 def store(tmp_path):
-    return ExportStore(tmp_path, "/_internal/exports/", max_age=3600)
+    return ExportStore(tmp_path, max_age=3600)
+
+
+def create(store, label: str, size: int) -> dict:
+    content = (f"label={label}\n".encode() + b"x" * size)[:size]
+    return store.create([content], size=size, filename=f"{label}.txt", label=label)
 
 
 def test_export_is_published_whole_and_the_work_area_is_emptied(store):
-    meta = store.create("report", 3 * (1 << 20) + 7)
+    meta = create(store, "report", 3 * (1 << 20) + 7)
     data = store.data_path(meta).read_bytes()
     assert data.startswith(b"label=report\n")
     assert len(data) == meta["size"] == 3 * (1 << 20) + 7
@@ -28,7 +36,7 @@ def test_concurrent_exports_never_share_a_path(store):
     metas = []
 
     def make(i):
-        metas.append(store.create(f"label-{i}", 200_000 + i))
+        metas.append(create(store, f"label-{i}", 200_000 + i))
 
     threads = [threading.Thread(target=make, args=(i,)) for i in range(16)]
     for thread in threads:
@@ -43,44 +51,45 @@ def test_concurrent_exports_never_share_a_path(store):
     assert list(store.work.iterdir()) == []
 
 
-def test_a_failed_export_leaves_nothing(store, monkeypatch):
-    def broken(path, header, size):
-        path.write_bytes(b"partial")
+def test_a_failed_export_leaves_nothing(store):
+    def broken():
+        yield b"partial"
         raise OSError("disk full")
 
-    monkeypatch.setattr(ExportStore, "_write", staticmethod(broken))
     with pytest.raises(OSError):
-        store.create("x", 100)
+        store.create(broken(), size=100, filename="x.txt")
     assert list(store.work.iterdir()) == []
     assert list(store.files.iterdir()) == []
 
 
-def test_an_export_smaller_than_its_label_line_is_a_prefix_of_it(store):
-    meta = store.create("longlabel", 5)
-    assert store.data_path(meta).read_bytes() == b"label"
-    assert meta["size"] == 5
-
-
 @pytest.mark.parametrize("export_id", ["", "../etc", "A" * 32, "0" * 31, "0" * 33, "0" * 32])
 def test_malformed_or_unknown_ids_are_not_found(store, export_id):
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(NotFound):
         store.get(export_id)
-    assert caught.value.status == 404
 
 
 def test_the_accel_path_is_built_from_server_data(store):
-    meta = store.create("x", 100)
-    assert store.accel_path(meta) == f"/_internal/exports/{meta['id']}/export.txt"
+    meta = create(store, "x", 100)
+    assert store.accel_path(meta) == f"{ACCEL_PREFIX}{meta['id']}/data"
+
+
+def test_nginx_serves_the_accel_prefix_from_the_files_directory():
+    """One fact, two readers: the app's prefix is nginx's internal location."""
+    conf = Path(NGINX_APP_CONF).read_text(encoding="utf-8")
+    start = conf.index("location ^~ " + ACCEL_PREFIX + " ")
+    block = conf[start : conf.index("\n    }", start)]
+    assert "internal;" in block
+    assert 'alias "$' + "{EXPORT_DIR}/" + FILES_DIR + '/";' in block
 
 
 def test_sweep_removes_old_exports_and_abandoned_work(store):
-    meta = store.create("old", 100)
+    meta = create(store, "old", 100)
     abandoned = store.work / "export-crashed"
     abandoned.mkdir()
     past = time.time() - 7200
     os.utime(store.files / meta["id"], (past, past))
     os.utime(abandoned, (past, past))
-    fresh = store.create("fresh", 100)
+    fresh = create(store, "fresh", 100)
     store.sweep(time.time())
     assert not (store.files / meta["id"]).exists()
     assert not abandoned.exists()

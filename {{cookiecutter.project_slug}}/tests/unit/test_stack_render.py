@@ -16,12 +16,14 @@ from stack.errors import StackError
 from stack.nginx import NginxSite, render, write_config
 from stack.project import NGINX_TEMPLATES, GunicornSettings, find_program
 
-WORKER_CLASSES = ["sync", "gthread", "gevent", "gunicorn.workers.sync.SyncWorker"]
+WORKER_CLASSES = ["sync", "gthread", "gevent"]
 LOCATION = re.compile(r"location\s+(?:\^~\s+|=\s+)?(\S+)\s*\{")
 
 
 def site(tmp_path: Path, worker_class: str = "gthread", **gunicorn: int) -> NginxSite:
     settings = {"timeout": 30, "keepalive": 75, "graceful_timeout": 25, **gunicorn}
+    settings.setdefault("nginx_read_timeout", settings["timeout"] + 30)
+    settings.setdefault("keeps_connections", worker_class != "sync")
     return NginxSite(
         conf_dir=tmp_path / "nginx",
         listen="127.0.0.1:18080",

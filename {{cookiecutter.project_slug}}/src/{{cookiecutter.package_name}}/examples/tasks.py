@@ -1,0 +1,30 @@
+"""The named tasks the example runs as child processes: argv built from validated data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import InvalidInput
+
+CHILD_SCRIPT = Path(__file__).with_name("childtasks.py")
+# Tasks that name no timeout of their own get this one.
+DEFAULT_TIMEOUT = 30.0
+
+
+def task_argv(request: dict) -> tuple[list[str], float]:
+    """The argv and timeout for a validated task request (see schemas.TASKS)."""
+    task = request["task"]
+    base = [sys.executable, "-I", str(CHILD_SCRIPT), task]
+    if task == "exit":
+        return [*base, str(request["code"])], DEFAULT_TIMEOUT
+    if task == "echo":
+        text = request["text"]
+        if "\0" in text:
+            raise InvalidInput("invalid_request", "text: must not contain a NUL character.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput("invalid_request", "text: must be valid Unicode.") from None
+        return [*base, text], DEFAULT_TIMEOUT
+    return [*base, repr(float(request["seconds"]))], float(request["timeout"])

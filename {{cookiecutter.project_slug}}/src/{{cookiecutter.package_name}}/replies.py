@@ -1,0 +1,118 @@
+"""What a handler hands back, and the one table that maps toolkit errors to HTTP.
+
+Handlers of every framework return a `Reply` (a status, a JSON body or none,
+headers, or a file to send); each adapter has one function that turns it into
+its framework's response. Error codes for statuses are the same ones nginx's
+own error pages use (deploy/nginx/app.conf.template), so a 413 reads the same
+whoever refused the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import (
+    BackendUnavailable,
+    ConfigError,
+    InsufficientStorage,
+    InvalidInput,
+    LockLost,
+    LockTimeout,
+    NotFound,
+    ServiceError,
+)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    # JSON-serialisable; None means an empty body (e.g. an X-Accel-Redirect answer).
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    # Only for direct delivery (no nginx in front): the framework sends this file.
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """A request as handlers see it: path parameters, raw body, headers (lowercase names)."""
+
+    params: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+# The code for a status when nothing more specific applies; nginx uses the same.
+STATUS_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    500: "internal_error",
+    502: "upstream_unavailable",
+    503: "unavailable",
+    504: "upstream_timeout",
+}
+
+# Toolkit error -> (status, code). InvalidInput carries its own code.
+ERRORS: dict[type[ServiceError], tuple[int, str]] = {
+    InvalidInput: (400, "invalid_request"),
+    NotFound: (404, "not_found"),
+    LockTimeout: (409, "lock_timeout"),
+    LockLost: (409, "lock_lost"),
+    BackendUnavailable: (503, "backend_unavailable"),
+    InsufficientStorage: (507, "insufficient_storage"),
+    ConfigError: (500, "configuration_error"),
+}
+
+
+def json_reply(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Reply:
+    return Reply(status, body, dict(headers or {}))
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_reply(exc: ServiceError) -> Reply:
+    """The answer for a toolkit error, from the one table above."""
+    for cls in type(exc).__mro__:
+        if cls in ERRORS:
+            status, code = ERRORS[cls]
+            break
+    else:
+        status, code = 500, "internal_error"
+    code = getattr(exc, "code", code)
+    return json_reply(status, error_body(code, str(exc)))
+
+
+def status_reply(status: int, message: str, headers: Mapping[str, str] | None = None) -> Reply:
+    """A framework's own refusal (404, 405, 413...), in the same shape and codes."""
+    code = STATUS_CODES.get(status, "error" if status < 500 else "internal_error")
+    return json_reply(status, error_body(code, message), headers)
+
+
+def internal_error_reply() -> Reply:
+    return status_reply(500, "The server failed; the error was logged.")
+
+
+def download_reply(
+    *, filename: str, content_type: str, accel_path: str, file: Path | None
+) -> Reply:
+    """An attachment: handed to nginx by X-Accel-Redirect (the worker sends no
+    bytes), or, in direct delivery (`file` set, no nginx), sent by the framework."""
+    headers = {
+        "Content-Type": content_type,
+        # Names come from validated labels (A-Z a-z 0-9 _ . -): nothing to escape.
+        "Content-Disposition": f'attachment; filename="{filename}"',
+    }
+    if file is not None:
+        return Reply(200, None, headers, file)
+    return Reply(200, None, {"X-Accel-Redirect": accel_path, **headers})

@@ -1,0 +1,65 @@
+"""What each worker process opens once: settings, state, locks and the export store.
+
+A connection or file handle made in the gunicorn master would be shared by
+every forked worker, so nothing is opened at import: `current()` opens it all
+on first use in each process, and again in a child forked after that. A
+framework adapter calls `boot()` when its app is created in the worker, so a
+broken setting or data directory stops the worker with one sentence instead
+of answering 500s.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass
+
+from . import backend, config
+from .errors import ConfigError
+from .exports import ExportStore
+from .locks import Locks
+from .state import State
+
+# gunicorn's exit status for "worker failed to boot": the arbiter stops,
+# instead of forking a worker that can never start again and again.
+WORKER_BOOT_ERROR = 3
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: config.Settings
+    state: State
+    locks: Locks
+    exports: ExportStore
+
+
+_guard = threading.Lock()
+_opened: tuple[int, Runtime] | None = None
+
+
+def open_runtime(settings: config.Settings) -> Runtime:
+    state, locks = backend.open_backend(settings)
+    exports = ExportStore(settings.export_dir, settings.export_max_age)
+    return Runtime(settings, state, locks, exports)
+
+
+def current() -> Runtime:
+    """This process's runtime, opened on first use (and anew after a fork)."""
+    global _opened
+    opened = _opened
+    if opened is not None and opened[0] == os.getpid():
+        return opened[1]
+    with _guard:
+        if _opened is None or _opened[0] != os.getpid():
+            _opened = (os.getpid(), open_runtime(config.load()))
+        return _opened[1]
+
+
+def boot() -> Runtime:
+    """Open the runtime at worker start; a configuration error ends the worker."""
+    try:
+        return current()
+    except ConfigError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(WORKER_BOOT_ERROR) from None
