@@ -67,11 +67,10 @@ TAKEN_PACKAGE_NAMES = frozenset(
     }
 )
 
-# Which gunicorn worker classes can serve which framework. A new framework is
-# a new row here (and its files in template-options.toml), not new code.
-WORKER_CLASSES_BY_FRAMEWORK = {
-    "flask": ("gthread", "sync", "gevent"),
-}
+# Which gunicorn worker classes can serve which framework: one table, in
+# cookiecutter.json, that the template's tests read too. A new framework is a
+# new row there (and its files in template-options.toml), not new code.
+WORKER_CLASSES_BY_FRAMEWORK: dict[str, list[str]] = ANSWERS["_worker_classes_by_framework"]
 
 
 def refusal() -> str | None:
