@@ -72,6 +72,19 @@ def client(base_url: str) -> Client:
     return Client(base_url)
 
 
+@pytest.fixture(scope="session")
+def configured_worker_class(request: pytest.FixtureRequest) -> str:
+    """The class gunicorn was told to run: the stack's, or gunicorn.conf.py's for BASE_URL."""
+    if EXTERNAL_BASE_URL:
+        from stack.project import gunicorn_settings
+
+        configured = gunicorn_settings(dict(os.environ)).worker_class
+    else:
+        configured = request.getfixturevalue("stack").gunicorn_settings.worker_class
+    # aiohttp's worker is configured as aiohttp.GunicornWebWorker, reported as aiohttp.
+    return "aiohttp" if configured.startswith("aiohttp.") else configured
+
+
 @pytest.fixture(scope="module")
 def short_timeout_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """gunicorn kills a worker silent for 2 s: a slow download must not need one."""

@@ -1,0 +1,81 @@
+"""An in-process client for this project's framework, on the embedded backend.
+
+No nginx, no gunicorn, no Redis: the framework's own test client calls the
+app directly, so the contract table below runs in seconds on every adapter.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+# Set before the app is imported: the runtime reads them once per process.
+_scratch = tempfile.mkdtemp(prefix="contract-")
+os.environ.update(
+    REDIS_URL="",
+    DATA_DIR=os.path.join(_scratch, "data"),
+    EXPORT_DIR=os.path.join(_scratch, "exports"),
+    EXPORT_DELIVERY="accel",
+)
+{% if cookiecutter.framework == "django" %}
+os.environ.update(
+    DJANGO_SETTINGS_MODULE="{{ cookiecutter.package_name }}.django_project.settings",
+    DJANGO_SECRET_KEY="contract-tests-" + "x" * 50,
+    DJANGO_ALLOWED_HOSTS="testserver",
+)
+{% endif %}
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    content: bytes = b""
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.content)
+
+
+{% if cookiecutter.framework == "django" %}
+@pytest.fixture(scope="session")
+def call() -> Iterator:
+    import django
+    from django.core.management import call_command
+    from django.test import Client
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    client = Client()
+
+    def send(method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Answer:
+        extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in (headers or {}).items()}
+        response = client.generic(
+            method, path, data=body, content_type="application/json", **extra
+        )
+        content = b"".join(response.streaming_content) if response.streaming else response.content
+        return Answer(response.status_code, {k.lower(): v for k, v in response.items()}, content)
+
+    yield send
+{% else %}
+@pytest.fixture(scope="session")
+def call() -> Iterator:
+    from {{ cookiecutter.package_name }}.flask_app import app
+
+    client = app.test_client()
+
+    def send(method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Answer:
+        response = client.open(
+            path, method=method, data=body, headers=headers, content_type="application/json"
+        )
+        headers_ = {k.lower(): v for k, v in response.headers.items()}
+        return Answer(response.status_code, headers_, response.get_data())
+
+    yield send
+{% endif %}

@@ -1,0 +1,94 @@
+"""The HTTP contract, case by case, against this project's adapter in process.
+
+Each case is (method, path, body, status, code or None); the same table runs
+against every framework the template generates, so adapters cannot drift.
+The black-box suite in tests/integration proves the multi-worker claims.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from {{ cookiecutter.package_name }} import FRAMEWORK
+
+ONE_MIB = 1 << 20
+CASES = [
+    ("GET", "/healthz", b"", 200, None),
+    ("GET", "/readyz", b"", 200, None),
+    ("GET", "/no/such/route", b"", 404, "not_found"),
+    ("DELETE", "/healthz", b"", 405, "method_not_allowed"),
+{% if cookiecutter.include_examples %}
+    ("GET", "/api/worker", b"", 200, None),
+    ("POST", "/api/counters/c1/incr", b"", 200, None),
+    ("POST", "/api/counters/c1/incr", b'{"by": 5}', 200, None),
+    ("GET", "/api/counters/c1", b"", 200, None),
+    ("POST", "/api/counters/bad%20name/incr", b"", 400, "invalid_name"),
+    ("POST", "/api/counters/c1/incr", b"{", 400, "invalid_json"),
+    ("POST", "/api/counters/c1/incr", b'{"by": "1"}', 400, "invalid_request"),
+    ("POST", "/api/counters/c1/incr", b'{"by": 1.5}', 400, "invalid_request"),
+    ("GET", "/api/counters/c1/incr", b"", 405, "method_not_allowed"),
+    ("POST", "/api/counters/c1/incr", b"x" * (ONE_MIB + 1), 413, "request_too_large"),
+    ("POST", "/api/locked-increment/l1", b'{"hold_ms": 0}', 200, None),
+    ("POST", "/api/locked-increment/l1", b'{"hold_ms": 5001}', 400, "invalid_request"),
+    ("POST", "/api/exports", b'{"size_bytes": 0, "label": "a"}', 400, "invalid_request"),
+    ("POST", "/api/exports", b'{"size_bytes": 10, "label": "a/b"}', 400, "invalid_request"),
+    ("GET", "/api/exports/" + "0" * 32, b"", 404, "not_found"),
+    ("GET", "/api/exports/not-an-id", b"", 404, "not_found"),
+    ("GET", "/api/exports/" + "0" * 32 + "/download", b"", 404, "not_found"),
+    ("POST", "/api/tasks/run", b'{"task": "rm"}', 400, "unknown_task"),
+    ("POST", "/api/tasks/run", b'{"task": "exit", "code": 3}', 200, None),
+    ("POST", "/api/tasks/run", b"[]", 400, "invalid_request"),
+{% endif %}
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "code"), CASES)
+def test_contract_case(call, method, path, body, status, code):
+    answer = call(method, path, body)
+    assert answer.status == status, (answer.status, answer.content[:300])
+    assert answer.headers["content-type"].split(";")[0] == "application/json"
+    payload = answer.json()
+    if code is None:
+        assert "error" not in payload, payload
+    else:
+        assert payload["error"]["code"] == code, payload
+        assert isinstance(payload["error"]["message"], str) and payload["error"]["message"]
+        assert "Traceback" not in answer.content.decode(errors="replace")
+
+
+def test_method_not_allowed_says_what_is(call):
+    answer = call("DELETE", "/healthz")
+    assert "GET" in answer.headers.get("allow", ""), answer.headers
+{% if cookiecutter.include_examples %}
+
+
+def test_worker_names_the_framework_and_its_host(call):
+    body = call("GET", "/api/worker").json()
+    assert body["framework"] == FRAMEWORK
+    assert set(body) == {"pid", "host", "worker_class", "framework"}
+
+
+def test_a_download_is_handed_to_nginx_with_no_body(call):
+    created = call("POST", "/api/exports", b'{"size_bytes": 100, "label": "rep.1"}')
+    assert created.status == 201, created.content
+    export = created.json()
+    answer = call("GET", export["download_url"])
+    assert answer.status == 200
+    assert answer.content == b""
+    assert answer.headers["x-accel-redirect"].startswith("/_internal/exports/")
+    assert answer.headers["content-type"].startswith("text/plain")
+    assert answer.headers["content-disposition"] == 'attachment; filename="rep.1.txt"'
+
+
+def test_an_exit_code_comes_back_exactly(call):
+    body = call("POST", "/api/tasks/run", b'{"task": "exit", "code": 3}').json()
+    assert body["returncode"] == 3 and body["timed_out"] is False
+{% else %}
+
+
+def test_only_health_routes_exist():
+    from {{ cookiecutter.package_name }}.routes import ROUTES
+
+    assert {route.path for route in ROUTES} == {"/healthz", "/readyz"}
+    assert FRAMEWORK
+{% endif %}
