@@ -197,11 +197,28 @@ def options_table() -> dict:
     }
 
 
+def questions() -> dict:
+    return json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
+
+
+def supported_combinations() -> list[tuple[str, str]]:
+    """(framework, worker_class) pairs the template generates: the table the hook reads."""
+    table = questions()["_worker_classes_by_framework"]
+    return [(framework, worker) for framework, workers in table.items() for worker in workers]
+
+
+def refused_combinations() -> list[tuple[str, str]]:
+    """Every pair cookiecutter.json's choices allow that the table does not support."""
+    asked = questions()
+    every = [(f, w) for f in asked["framework"] for w in asked["worker_class"]]
+    supported = set(supported_combinations())
+    return [pair for pair in every if pair not in supported]
+
+
 def choice_defaults() -> dict[str, str]:
     """The default of every choice and yes/no question, spelled as the table spells it."""
-    questions = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
     defaults = {}
-    for name, default in questions.items():
+    for name, default in questions().items():
         if isinstance(default, bool):
             defaults[name] = "true" if default else "false"
         elif isinstance(default, list):

@@ -24,9 +24,15 @@ from conftest import (
     clean_env,
     generated_name,
     options_table,
+    questions,
+    supported_combinations,
 )
 
-WORKER_CLASSES = ("gthread", "sync", "gevent")
+# Every supported framework x worker class, and each framework without the examples.
+VARIANTS = [
+    *({"framework": f, "worker_class": w} for f, w in supported_combinations()),
+    *({"framework": f, "include_examples": "false"} for f in questions()["framework"]),
+]
 # Jinja syntax, and the word cookiecutter, must not survive generation.
 LEFTOVER_MARKERS = ("{{", "{%", "{#", "cookiecutter")
 # Made by tools, never by the template: their presence means the template dir
@@ -43,11 +49,9 @@ TOOL_LEFTOVERS = {
 NGINX_UPSTREAM_KEEPALIVE_DEFAULT = 60
 
 
-@pytest.fixture(scope="module", params=[*WORKER_CLASSES, "no-examples"])
+@pytest.fixture(scope="module", params=VARIANTS, ids=lambda answers: "-".join(answers.values()))
 def project(request, generate) -> Project:
-    if request.param == "no-examples":
-        return generate(include_examples="false")
-    return generate(worker_class=request.param)
+    return generate(**request.param)
 
 
 def worker_class_of(project: Project) -> str:
@@ -212,10 +216,12 @@ def test_the_projects_own_make_test_passes(project):
     project.make("test", timeout=MAKE_TEST_TIMEOUT)
 
 
-def test_examples_off_keeps_only_health(generate):
-    project = generate(include_examples="false")
+@pytest.mark.parametrize("framework", questions()["framework"])
+def test_examples_off_keeps_only_the_toolkit(generate, framework):
+    project = generate(framework=framework, include_examples="false")
     package = project.path / "src" / project.package_name
-    assert not (package / "examples.py").exists()
-    app = (package / "flask_app.py").read_text(encoding="utf-8")
-    routes = re.findall(r"@app\.(?:get|post|put|delete|route)\(\"([^\"]+)\"", app)
-    assert sorted(routes) == ["/healthz", "/readyz"], routes
+    assert not (package / "examples").exists()
+    routes = (package / "routes.py").read_text(encoding="utf-8")
+    assert "examples" not in routes
+    for toolkit in ("state", "locks", "exports", "processes", "embedded", "backend", "runtime"):
+        assert (package / f"{toolkit}.py").is_file(), toolkit

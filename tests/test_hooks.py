@@ -18,6 +18,9 @@ from conftest import (
     TOOLS_BIN,
     clean_env,
     options_table,
+    questions,
+    refused_combinations,
+    supported_combinations,
 )
 
 HOOKS = TEMPLATE_ROOT / "hooks"
@@ -29,6 +32,7 @@ DEFAULT_ANSWERS = {
     "framework": "flask",
     "worker_class": "gthread",
     "include_examples": True,
+    "_worker_classes_by_framework": questions()["_worker_classes_by_framework"],
 }
 
 
@@ -136,6 +140,20 @@ def test_impossible_worker_class_for_framework_is_refused(tmp_path):
         "worker_class 'aiohttp' cannot serve framework 'flask'; "
         "choose one of: gthread, sync, gevent."
     )
+
+
+def test_every_refused_combination_is_refused_and_every_supported_one_passes(tmp_path):
+    # One table (cookiecutter.json's _worker_classes_by_framework) drives the hook
+    # and the generation tests; what it leaves out of the choices is refused.
+    for framework, worker_class in refused_combinations():
+        answers = {**DEFAULT_ANSWERS, "framework": framework, "worker_class": worker_class}
+        result = run_rendered_hook(tmp_path, "pre_gen_project.py", answers)
+        assert result.returncode == 1, (framework, worker_class)
+        assert f"cannot serve framework {framework!r}" in result.stderr
+    for framework, worker_class in supported_combinations():
+        answers = {**DEFAULT_ANSWERS, "framework": framework, "worker_class": worker_class}
+        result = run_rendered_hook(tmp_path, "pre_gen_project.py", answers)
+        assert result.returncode == 0, (framework, worker_class, result.stderr)
 
 
 def test_unknown_framework_is_refused(tmp_path):
@@ -262,6 +280,7 @@ def test_post_gen_refuses_a_broken_table_with_one_sentence(tmp_path, table, sent
     answers = {
         **DEFAULT_ANSWERS,
         "_cookiecutter": {"worker_class": ["gthread", "sync", "gevent"]},
+        "_worker_classes_by_framework": {"flask": ["gthread", "sync", "gevent"]},
     }
     result = run_rendered_hook(tmp_path, "post_gen_project.py", answers, cwd=root)
     assert result.returncode == 1

@@ -1,6 +1,6 @@
 """The integration proofs have teeth: each fails against the naive code it guards against.
 
-The generated gthread project's own integration files run against
+Each framework's generated gthread project's own integration files run against
 tests/naive/naive_app.py, which is the real service with one function swapped
 for the mistake teams really make. pytest must report failed tests (exit 1):
 passing would mean the proof proves nothing, and an error or a collection
@@ -21,19 +21,30 @@ TESTS_FAILED = 1
 TEETH_TIMEOUT = 600
 
 
-@pytest.mark.parametrize(
-    ("variant", "proof"),
-    [
-        # counters in a module-level dict, one per worker process
-        ("local_counter", "test_shared_counters.py"),
-        # the read-modify-write without a cross-process lock
-        ("no_lock", "test_lock_exclusion.py"),
-        # every export written to one fixed path
-        ("fixed_path", "test_export_downloads.py"),
-    ],
-)
-def test_proof_fails_against_the_naive_app(generate, variant, proof):
-    project = generate(worker_class="gthread")
+# The app gunicorn loads normally, per framework; naive_app swaps one handler, then loads it.
+REAL_APPS = {
+    "flask": "{package}.flask_app:app",
+    "django": "{package}.django_project.wsgi:application",
+}
+# (framework, variant, the proof it must fail)
+CASES = [
+    # counters in a module-level dict, one per worker process
+    ("flask", "local_counter", "test_shared_counters.py"),
+    # the read-modify-write without a cross-process lock
+    ("flask", "no_lock", "test_lock_exclusion.py"),
+    # every export written to one fixed path
+    ("flask", "fixed_path", "test_export_downloads.py"),
+    # Django's default cache, LocMemCache: one private copy per process
+    ("django", "locmem_counter", "test_shared_counters.py"),
+    ("django", "local_counter", "test_shared_counters.py"),
+    ("django", "no_lock", "test_lock_exclusion.py"),
+    ("django", "fixed_path", "test_export_downloads.py"),
+]
+
+
+@pytest.mark.parametrize(("framework", "variant", "proof"), CASES)
+def test_proof_fails_against_the_naive_app(generate, framework, variant, proof):
+    project = generate(framework=framework, worker_class="gthread")
     project.install()
     package = project.package_name
     proof_path = project.path / "tests" / "integration" / proof
@@ -44,7 +55,7 @@ def test_proof_fails_against_the_naive_app(generate, variant, proof):
         APP_MODULE="naive_app:app",
         NAIVE_VARIANT=variant,
         NAIVE_PACKAGE=package,
-        NAIVE_APP=f"{package}.flask_app:app",
+        NAIVE_APP=REAL_APPS[framework].format(package=package),
         PYTHONPATH=f"{NAIVE_DIR}:{project.path / 'src'}",
     )
     log = project.log_dir / f"teeth-{variant}.log"
