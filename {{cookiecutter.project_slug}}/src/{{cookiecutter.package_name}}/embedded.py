@@ -43,9 +43,11 @@ def private_dir(path: Path) -> Path:
     """Create (or check) a directory only this user can enter; never a symlink."""
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = os.lstat(path)
+    except FileExistsError:
+        pass  # a file where the directory belongs: refused just below
     except OSError as exc:
         raise ConfigError(f"DATA_DIR: cannot create {path}: {exc.strerror}.") from None
+    info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise ConfigError(f"DATA_DIR: {path} must be a real directory, not a link or a file.")
     if info.st_uid != os.getuid():
