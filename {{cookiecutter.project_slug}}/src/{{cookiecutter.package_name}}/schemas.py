@@ -51,9 +51,16 @@ def parse_json(raw: bytes, *, empty_ok: bool = False) -> Any:
             return {}
         raise InvalidInput("invalid_json", "The request needs a JSON body.")
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("invalid_json", "The request body is not valid JSON.") from None
+    except RecursionError:
+        raise InvalidInput("invalid_json", "The request body is nested too deeply.") from None
+
+
+def _refuse_constant(name: str) -> None:
+    # Python's json accepts NaN, Infinity and -Infinity, which JSON does not.
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def validate(document: Any, schema: dict) -> dict:

@@ -29,6 +29,12 @@ def test_export_needs_label_and_size():
     assert code_of(lambda: validate(too_big, schemas.EXPORT)) == "invalid_request"
 
 
+@pytest.mark.parametrize("label", ["a\n", "a\r\n", "\na", "a b", "", "x" * 65])
+def test_a_label_is_refused_whole_even_before_a_final_newline(label):
+    body = {"label": label, "size_bytes": 10}
+    assert code_of(lambda: validate(body, schemas.EXPORT)) == "invalid_request"
+
+
 def test_unknown_task_is_its_own_code():
     assert code_of(lambda: schemas.task_request({"task": "rm"})) == "unknown_task"
     assert code_of(lambda: schemas.task_request({"task": 1})) == "unknown_task"

@@ -25,7 +25,19 @@ def test_empty_body_is_empty_object_only_where_allowed():
     assert code_of(lambda: schemas.parse_json(b"")) == "invalid_json"
 
 
-@pytest.mark.parametrize("raw", [b"{", b"\xff\xfe", b"{'a': 1}", b"NaN-ish"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{",
+        b"\xff\xfe",
+        b"{'a': 1}",
+        b"NaN-ish",
+        b'{"by": NaN}',
+        b'{"by": Infinity}',
+        b'{"by": -Infinity}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+)
 def test_broken_json_is_invalid_json(raw):
     assert code_of(lambda: schemas.parse_json(raw)) == "invalid_json"
 

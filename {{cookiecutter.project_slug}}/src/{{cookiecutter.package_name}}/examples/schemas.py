@@ -7,7 +7,9 @@ from typing import Any
 from ..errors import InvalidInput
 from ..schemas import integer, number, object_schema, validate
 
-LABEL = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
+# `(?!\n)` because Python's `$` also matches before a final newline ("a\n" would pass);
+# in ECMA-262 regexes (OpenAPI's dialect) the lookahead is simply always true.
+LABEL = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,64}(?!\n)$"}
 
 INCREMENT = object_schema({"by": integer(-1_000_000, 1_000_000)})
 LOCKED_INCREMENT = object_schema({"hold_ms": integer(0, 5000)})
