@@ -8,9 +8,11 @@ only writes the nginx configuration, for `nginx -t`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import select
 import signal
 import sys
-import threading
 from pathlib import Path
 from types import FrameType
 
@@ -51,10 +53,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"NGINX_CONF={conf}", flush=True)
         return 0
 
-    stop_requested = threading.Event()
+    # A signal handler may only set a flag and wake a file descriptor: one that
+    # takes a lock (threading.Event.set) can deadlock against the main thread
+    # holding that same lock in Event.wait, and the stack would never stop.
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    stop_requested = False
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop_requested.set()
+        nonlocal stop_requested
+        stop_requested = True
+        with contextlib.suppress(BlockingIOError):
+            os.write(wake_write, b"x")
 
     # Installed before start, so a signal during start still stops cleanly.
     signal.signal(signal.SIGINT, request_stop)
@@ -63,12 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(args.run_dir)
     try:
         stack.start()
-        if stop_requested.is_set():
+        if stop_requested:
             return 0
         print(f"BASE_URL={stack.base_url}", flush=True)
-        while not stop_requested.wait(WATCH_SECONDS):
-            dead = [name for name, alive in stack.running().items() if not alive]
-            if dead:
+        # Watch what this stack started: with the embedded backend there is no Redis.
+        started = set(stack.pids())
+        while not stop_requested:
+            select.select([wake_read], [], [], WATCH_SECONDS)
+            alive = stack.running()
+            dead = sorted(name for name in started if not alive[name])
+            if dead and not stop_requested:
                 print(
                     f"stack: {', '.join(dead)} stopped unexpectedly; see the logs in "
                     f"{stack.run_dir}. Stopping the rest.",
@@ -81,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         stack.stop()
+        os.close(wake_read)
+        os.close(wake_write)
 
 
 if __name__ == "__main__":
