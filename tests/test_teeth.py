@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from conftest import TEMPLATE_ROOT, clean_env, log_tail, run_logged
+from conftest import TEMPLATE_ROOT, clean_env, log_tail, questions, run_logged
 
 NAIVE_DIR = TEMPLATE_ROOT / "tests" / "naive"
 # pytest's exit status when tests ran and some failed.
@@ -42,7 +42,10 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("framework", "variant", "proof"), CASES)
+@pytest.mark.parametrize(
+    ("framework", "variant", "proof"),
+    [case for case in CASES if case[0] in questions()["framework"]],
+)
 def test_proof_fails_against_the_naive_app(generate, framework, variant, proof):
     project = generate(framework=framework, worker_class="gthread")
     project.install()
