@@ -35,6 +35,7 @@ TOOLS_BIN = Path(sys.executable).parent
 RESET_VARIABLES = {
     "APP_MODULE",
     "BASE_URL",
+    "DATABASE_URL",
     "FORWARDED_ALLOW_IPS",
     "HTTP_PORT",
     "KEY_PREFIX",
@@ -50,7 +51,7 @@ RESET_VARIABLES = {
     "VIRTUAL_ENV",
     "WEB_CONCURRENCY",
 }
-RESET_PREFIXES = ("EXPORT_", "GUNICORN_", "LOCK_", "PYTEST_", "REDIS_")
+RESET_PREFIXES = ("DJANGO_", "EXPORT_", "GUNICORN_", "LOCK_", "PYTEST_", "REDIS_", "STACK_")
 
 # Generous ceilings (each takes about a minute): a hung server must fail the
 # run, not eat CI's 90 minutes.

@@ -156,6 +156,8 @@ def test_gunicorn_check_config_loads_the_app(project, tmp_path):
         # A Redis address is required to start; --check-config never connects.
         REDIS_URL="redis://127.0.0.1:1/0",
         EXPORT_DIR=str(tmp_path / "exports"),
+        # Django refuses to start without a key (with DEBUG off, as here).
+        DJANGO_SECRET_KEY="check-config-" + "k" * 50,
     )
     gunicorn = project.python.parent / "gunicorn"
     result = project.run(gunicorn, "--check-config", "-c", "gunicorn.conf.py", env=env)

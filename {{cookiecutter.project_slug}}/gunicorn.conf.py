@@ -105,15 +105,57 @@ loglevel = _env("GUNICORN_LOGLEVEL", "info")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}i)s'
 
 
-def _short_class_name(name):
-    return "aiohttp" if name.startswith("aiohttp.") else name
+# The worker class that really runs, by the name it is configured with: a
+# configured string proves nothing, the instance's class does.
+_CLASS_NAMES = {
+    "SyncWorker": "sync",
+    "ThreadWorker": "gthread",
+    "GeventWorker": "gevent",
+    "GunicornWebWorker": "aiohttp",
+}
 
 
+{% if cookiecutter.framework == "django" %}
+_DJANGO_SETTINGS = "{{ cookiecutter.package_name }}.django_project.settings"
+# Migrations taking longer than this fail the start rather than hang it.
+_MIGRATE_TIMEOUT_SECONDS = 600
+
+
+def on_starting(server):
+    # Every worker shares one database, so its tables must exist before the first
+    # fork, created once by the master (workers migrating at once would race).
+    # `python -m django` needs no manage.py, which the container image does not carry.
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "django", "migrate", "--noinput"]
+    env = {"DJANGO_SETTINGS_MODULE": _DJANGO_SETTINGS, **os.environ}
+    try:
+        done = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=_MIGRATE_TIMEOUT_SECONDS
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(
+            f"Database migrations took over {_MIGRATE_TIMEOUT_SECONDS} s; not starting."
+        ) from None
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        reason = lines[-1] if lines else f"exit status {done.returncode}"
+        # A broken setting (the traceback's last line) reads as a worker would say it.
+        setting_error = "django.core.exceptions.ImproperlyConfigured: "
+        if reason.startswith(setting_error):
+            raise RuntimeError(f"Configuration error: {reason.removeprefix(setting_error)}")
+        # gunicorn prints a RuntimeError as one "Error: ..." line and exits 1.
+        raise RuntimeError(f"Database migrations failed, so no worker was started: {reason}")
+
+
+{% endif %}
 def post_worker_init(worker):
     # The inherited SIGCHLD handler may reap our children first, and subprocess then
     # reports 0: restore the default in every worker, whatever its class or version.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    os.environ["APP_WORKER_CLASS"] = _short_class_name(worker.cfg.worker_class_str)
+    running = type(worker).__name__
+    os.environ["APP_WORKER_CLASS"] = _CLASS_NAMES.get(running, running)
     # Tools (the local stack among them) wait for one such line per worker.
     worker.log.info("Worker ready (pid: %s)", worker.pid)
 

@@ -3,13 +3,17 @@
 Loaded by gunicorn instead of the real app (APP_MODULE=naive_app:app) with
 NAIVE_VARIANT naming one mistake teams really make:
 
-  local_counter  counters in a module-level dict, one per worker process
-  no_lock        the locked read-modify-write without any lock
-  fixed_path     every export written to one fixed path, then moved
+  local_counter   counters in a module-level dict, one per worker process
+  locmem_counter  (Django) the real counters on Django's LocMemCache, one per process
+  no_lock         the locked read-modify-write without any lock
+  fixed_path      every export written to one fixed path, then moved
 
 NAIVE_PACKAGE is the generated package and NAIVE_APP the real app
-("module:attribute"). Each variant swaps one function of the package's
-`examples.handlers` module; everything else is the real service.
+("module:attribute", e.g. "<package>.django_project.wsgi:application").
+Each variant swaps one function of the package's `examples.handlers` module
+(and, in a Django project, the counter handlers its adapter mounts instead),
+or, for locmem_counter, Django's cache setting; everything else is the real
+service.
 """
 
 import hashlib
@@ -85,16 +89,40 @@ def fixed_path_export(call):
     return replies.json_reply(201, handlers._export_view(meta))
 
 
+def use_locmem_cache():
+    """Django's default when CACHES is unset: a private copy in every process.
+
+    The settings module is imported first and changed before Django reads it
+    (Django imports it by name and gets this same module object).
+    """
+    settings = importlib.import_module(f"{_package}.django_project.settings")
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
 _VARIANTS = {
     "local_counter": {"incr_counter": local_incr, "get_counter": local_get},
+    "locmem_counter": {},
     "no_lock": {"locked_increment": unlocked_increment},
     "fixed_path": {"create_export": fixed_path_export},
 }
+_variant = os.environ["NAIVE_VARIANT"]
+_django = importlib.import_module(_package).FRAMEWORK == "django"
+if _variant == "locmem_counter" and not _django:
+    raise SystemExit("NAIVE_VARIANT=locmem_counter needs a Django project.")
 
 # Swapped before the app (and so the route table) is imported.
-for _name, _function in _VARIANTS[os.environ["NAIVE_VARIANT"]].items():
+for _name, _function in _VARIANTS[_variant].items():
     _function.__name__ = _name
     setattr(handlers, _name, _function)
+if _django:
+    # The Django adapter mounts its own counter handlers (through django.core.cache)
+    # in place of the shared ones: swap those too.
+    _django_handlers = importlib.import_module(f"{_package}.django_project.counters").HANDLERS
+    for _name, _function in _VARIANTS[_variant].items():
+        if _name in _django_handlers:
+            _django_handlers[_name] = _function
+    if _variant == "locmem_counter":
+        use_locmem_cache()
 
 _module, _attribute = os.environ["NAIVE_APP"].split(":")
 app = getattr(importlib.import_module(_module), _attribute)

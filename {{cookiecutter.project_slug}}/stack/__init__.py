@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import secrets
 import signal
 import sys
 import threading
@@ -291,6 +292,10 @@ class Stack:
             env["PYTHONPATH"] = os.pathsep.join(
                 part for part in (str(src), env.get("PYTHONPATH", "")) if part
             )
+        if not env.get("DJANGO_SECRET_KEY", "").strip():
+            # A Django project refuses to start without a key; this stack makes its
+            # own, shared by all its workers (they inherit gunicorn's environment).
+            env["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)
         env.update(
             GUNICORN_BIND=f"unix:{self.gunicorn_socket}",
             REDIS_URL="" if self.backend == "embedded" else redis_url or self.redis_url,

@@ -56,9 +56,7 @@ def call() -> Iterator:
 
     def send(method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Answer:
         extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in (headers or {}).items()}
-        response = client.generic(
-            method, path, data=body, content_type="application/json", **extra
-        )
+        response = client.generic(method, path, data=body, content_type="application/json", **extra)
         content = b"".join(response.streaming_content) if response.streaming else response.content
         return Answer(response.status_code, {k.lower(): v for k, v in response.items()}, content)
 
