@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(f"BASE_URL={stack.base_url}", flush=True)
         # Watch what this stack started: with the embedded backend there is no Redis.
-        started = set(stack.pids())
+        started = {name for name, alive in stack.running().items() if alive}
         while not stop_requested:
             select.select([wake_read], [], [], WATCH_SECONDS)
             alive = stack.running()
