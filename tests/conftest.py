@@ -125,6 +125,32 @@ def run_logged(
             return -1
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group (a command and all it started) still runs."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def spawn_logged(
+    command: list[str], *, cwd: Path, log: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Start a long-running command (`make run`, `make stack`) in a session of its
+    own, its output to `log`, so a test can signal or kill its whole group."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 @dataclass
 class Project:
     """A project generated from the template, with the files it was born with."""

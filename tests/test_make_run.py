@@ -10,7 +10,6 @@ import hashlib
 import os
 import signal
 import socket
-import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import Project, clean_env
+from conftest import Project, clean_env, group_alive, spawn_logged
 
 START_SECONDS = 60
 
@@ -29,14 +28,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def served(generate, tmp_path_factory):
     project: Project = generate()
@@ -45,16 +36,7 @@ def served(generate, tmp_path_factory):
     log = tmp_path_factory.mktemp("make-run") / "make-run.log"
     # No nginx or redis-server on PATH: `make run` must not need them.
     env = clean_env(PATH="/usr/local/bin:/usr/bin:/bin")
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            ["make", "run", f"RUN_PORT={port}"],
-            cwd=project.path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_logged(["make", "run", f"RUN_PORT={port}"], cwd=project.path, log=log, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_SECONDS

@@ -11,26 +11,17 @@ import os
 import random
 import re
 import signal
-import subprocess
 import time
 
 import pytest
 import requests
 
-from conftest import Project, clean_env, log_tail
+from conftest import Project, clean_env, group_alive, log_tail, spawn_logged
 
 START_SECONDS = 120
 STOP_SECONDS = 60
 # Longer than the runner's watch interval, so a wrong "stopped unexpectedly" would show.
 STAYS_UP_SECONDS = 4
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("backend", ["redis", "embedded"])
@@ -40,16 +31,9 @@ def test_make_stack_stays_up_and_stops_on_sigterm(generate, tmp_path, backend):
     log = tmp_path / "make-stack.log"
     run_dir = tmp_path / "run"
     env = clean_env(STACK_BACKEND=backend)
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            ["make", "stack", f"STACK_ARGS=--run-dir {run_dir}"],
-            cwd=project.path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn_logged(
+        ["make", "stack", f"STACK_ARGS=--run-dir {run_dir}"], cwd=project.path, log=log, env=env
+    )
     try:
         deadline = time.monotonic() + START_SECONDS
         while not (found := re.search(r"^BASE_URL=(\S+)$", log.read_text(), re.MULTILINE)):
