@@ -89,10 +89,17 @@ class Database:
                 check_same_thread=False,
             )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            # Switching to WAL takes an exclusive lock that the busy timeout does not
+            # wait for: workers opening a fresh database together fail with "database
+            # is locked". One process at a time sets it up (the mode is stored in the
+            # file, so later opens only read it); the flock is released by the kernel
+            # if a process dies holding it.
+            with FileLock(self.path.with_name(self.path.name + ".setup-lock")):
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(_SCHEMA)
             # With WAL, NORMAL loses at most the last commits on power loss, never integrity.
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 

@@ -10,6 +10,9 @@ from {{ cookiecutter.package_name }} import embedded
 from {{ cookiecutter.package_name }}.errors import ConfigError, LockLost, LockTimeout
 
 PROCESSES = 4
+# A stack's cold start: this many workers open a new database at the same moment.
+OPENERS = 12
+ROUNDS = 15
 
 
 def open_backend(directory):
@@ -32,6 +35,31 @@ def _increment(directory, times):
     state, _ = open_backend(directory)
     for _ in range(times):
         state.incr("hits")
+
+
+def _open_together(directory, barrier):
+    barrier.wait(30)
+    state, _ = open_backend(directory)
+    state.incr("opened")
+
+
+def test_many_processes_opening_a_fresh_database_together_all_succeed(tmp_path):
+    """The cold start of a stack: every worker opens the new database at once."""
+    context = multiprocessing.get_context("fork")
+    for round_ in range(ROUNDS):
+        directory = tmp_path / f"round-{round_}"
+        barrier = context.Barrier(OPENERS)
+        procs = [
+            context.Process(target=_open_together, args=(directory, barrier))
+            for _ in range(OPENERS)
+        ]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+        assert [proc.exitcode for proc in procs] == [0] * OPENERS, f"round {round_}"
+        state, _ = open_backend(directory)
+        assert state.get_counter("opened") == OPENERS
 
 
 def test_increments_from_several_processes_are_exact(tmp_path):
