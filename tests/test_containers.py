@@ -237,3 +237,15 @@ def test_dockerfile_pulls_no_frontend_and_takes_its_base_from_a_variable(project
     assert args["PYTHON_IMAGE"].startswith("${PYTHON_IMAGE:-python:3.11")
     for service, variable in (("nginx", "NGINX_IMAGE"), ("redis", "REDIS_IMAGE")):
         assert compose["services"][service]["image"].startswith(f"${{{variable}:-"), service
+
+
+def test_a_removed_container_costs_a_request_at_most_a_second(project):
+    """After a scale-down, requests that pick a removed container's address wait
+    for the connect to fail, once per dead address: measured 10 s at nginx's 5 s."""
+    deploy = project.path / "deploy" / "nginx"
+    container = (deploy / "container.conf.template").read_text()
+    assert re.search(r"^proxy_connect_timeout 1s;$", container, flags=re.MULTILINE)
+    # No location overrides what the wrapper sets.
+    assert "proxy_connect_timeout" not in re.sub(
+        r"#.*", "", (deploy / "app.conf.template").read_text()
+    )
