@@ -92,54 +92,14 @@ def log_tail(log: Path, lines: int = 80) -> str:
     return f"--- last {lines} lines of {log} ---\n" + "\n".join(text[-lines:])
 
 
-def run_logged(
-    command: list[str], *, cwd: Path, log: Path, env: dict[str, str], timeout: float
-) -> int:
-    """Run a command with its output streamed to `log`; return its exit status.
-
-    It runs in a session of its own; on timeout the whole group gets SIGINT
-    (so a pytest inside stops its servers), then SIGKILL.
-    """
-    with log.open("w", encoding="utf-8") as out:
-        out.write(f"$ {' '.join(command)}   (in {cwd})\n")
-        out.flush()
-        process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            return process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            out.write(f"\n*** stopped after {timeout} s ***\n")
-            return -1
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group (a command and all it started) still runs."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def spawn_logged(
     command: list[str], *, cwd: Path, log: Path, env: dict[str, str]
 ) -> subprocess.Popen[bytes]:
-    """Start a long-running command (`make run`, `make stack`) in a session of its
-    own, its output to `log`, so a test can signal or kill its whole group."""
-    with log.open("w") as out:
+    """Start a command in a session of its own, its output to `log` (after a line
+    naming it), so a test can signal or kill its whole group."""
+    with log.open("w", encoding="utf-8") as out:
+        out.write(f"$ {' '.join(command)}   (in {cwd})\n")
+        out.flush()
         return subprocess.Popen(
             command,
             cwd=cwd,
@@ -149,6 +109,38 @@ def spawn_logged(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def run_logged(
+    command: list[str], *, cwd: Path, log: Path, env: dict[str, str], timeout: float
+) -> int:
+    """Run a command with its output streamed to `log`; return its exit status.
+
+    On timeout the whole group gets SIGINT (so a pytest inside stops its
+    servers), then SIGKILL.
+    """
+    process = spawn_logged(command, cwd=cwd, log=log, env=env)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        with log.open("a", encoding="utf-8") as out:
+            out.write(f"\n*** stopped after {timeout} s ***\n")
+        return -1
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group (a command and all it started) still runs."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @dataclass
