@@ -7,8 +7,9 @@ framework answers the same failure the same way.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 C = TypeVar("C", bound=type)
@@ -60,17 +61,24 @@ class ConfigError(ServiceError):
     """A setting or a directory cannot be used; raised at start, the message names it."""
 
 
+@contextlib.contextmanager
+def unavailable_when(*errors: type[BaseException]) -> Iterator[None]:
+    """A backend's own errors, raised inside, become BackendUnavailable."""
+    try:
+        yield
+    except errors as exc:
+        raise BackendUnavailable(type(exc).__name__) from exc
+
+
 def unavailable_on(*errors: type[BaseException]) -> Callable[[C], C]:
-    """Class decorator: a backend's own errors, in any public method, become
-    BackendUnavailable, so callers handle one error whatever the backend."""
+    """Class decorator: `unavailable_when` around every public method, so callers
+    handle one error whatever the backend."""
 
     def wrap(method: Callable) -> Callable:
         @functools.wraps(method)
         def translated(*args, **kwargs):
-            try:
+            with unavailable_when(*errors):
                 return method(*args, **kwargs)
-            except errors as exc:
-                raise BackendUnavailable(type(exc).__name__) from exc
 
         return translated
 

@@ -40,7 +40,7 @@ def to_response(reply: Reply) -> Response:
 
 def _view(route: Route):
     def view(**params: str) -> Response:
-        call = Call(params, request.get_data(), {k.lower(): v for k, v in request.headers})
+        call = Call.of(params, request.get_data(), request.headers.items())
         return to_response(route.handler(call))
 
     view.__name__ = route.name

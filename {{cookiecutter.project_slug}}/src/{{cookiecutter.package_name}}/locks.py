@@ -123,13 +123,16 @@ class RedisLocks(Holding):
         self._extend = client.register_script(_EXTEND)
         self._write = client.register_script(_WRITE_FENCED)
 
-    def _keys(self, name: str) -> tuple[str, str]:
+    def _base(self, name: str) -> str:
         # One hash tag per name keeps every key of a lock in one Redis Cluster slot.
-        base = f"{self._prefix}:lock:" + "{" + name + "}"
+        return f"{self._prefix}:lock:" + "{" + name + "}"
+
+    def _keys(self, name: str) -> tuple[str, str]:
+        base = self._base(name)
         return f"{base}:owner", f"{base}:fence"
 
     def _data_key(self, name: str, key: str) -> str:
-        return f"{self._prefix}:lock:" + "{" + name + "}" + f":data:{key}"
+        return f"{self._base(name)}:data:{key}"
 
     def try_acquire(self, name: str, ttl: float) -> Lease | None:
         check_ttl(ttl)

@@ -9,7 +9,7 @@ whoever refused the request.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,11 @@ class Call:
     params: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, params: Mapping[str, str], body: bytes, headers: Iterable[tuple[str, str]]) -> Call:
+        """From a framework's request parts; header names are kept lowercase."""
+        return cls(params, body, {name.lower(): value for name, value in headers})
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

@@ -10,14 +10,11 @@ the Django adapter mounts.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 from django.core.cache import cache
 from django_redis.exceptions import ConnectionInterrupted
 
 from ..embedded import SQLITE_UNAVAILABLE
-from ..errors import BackendUnavailable
+from ..errors import unavailable_when
 from ..examples import schemas
 from ..replies import Call, Reply, json_reply
 from ..schemas import check_name, parse_json, validate
@@ -28,14 +25,6 @@ from ..state import REDIS_UNAVAILABLE
 CACHE_UNAVAILABLE = (ConnectionInterrupted, *REDIS_UNAVAILABLE, *SQLITE_UNAVAILABLE)
 
 
-@contextlib.contextmanager
-def _backend_errors() -> Iterator[None]:
-    try:
-        yield
-    except CACHE_UNAVAILABLE as exc:
-        raise BackendUnavailable(type(exc).__name__) from exc
-
-
 def _key(name: str) -> str:
     return f"counter:{name}"
 
@@ -43,7 +32,7 @@ def _key(name: str) -> str:
 def incr_counter(call: Call) -> Reply:
     name = check_name(call.params["name"])
     body = validate(parse_json(call.body, empty_ok=True), schemas.INCREMENT)
-    with _backend_errors():
+    with unavailable_when(*CACHE_UNAVAILABLE):
         # No timeout: a counter is state, not a cached copy of something.
         cache.add(_key(name), 0, timeout=None)
         value = cache.incr(_key(name), int(body.get("by", 1)))
@@ -52,7 +41,7 @@ def incr_counter(call: Call) -> Reply:
 
 def get_counter(call: Call) -> Reply:
     name = check_name(call.params["name"])
-    with _backend_errors():
+    with unavailable_when(*CACHE_UNAVAILABLE):
         value = cache.get(_key(name), 0)
     return json_reply(200, {"name": name, "value": int(value)})
 

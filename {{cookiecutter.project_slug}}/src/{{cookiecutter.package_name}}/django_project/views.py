@@ -50,7 +50,7 @@ def _answer(handler: Handler, request: HttpRequest, params: dict[str, str]) -> H
     except RequestDataTooBig:
         # nginx refuses these first; this guards direct connections (`make run`).
         return to_response(status_reply(413, "The request body is larger than 1 MiB."))
-    call = Call(params, body, {name.lower(): value for name, value in request.headers.items()})
+    call = Call.of(params, body, request.headers.items())
     try:
         return to_response(handler(call))
     except ServiceError as exc:
