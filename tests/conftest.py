@@ -51,7 +51,18 @@ RESET_VARIABLES = {
     "VIRTUAL_ENV",
     "WEB_CONCURRENCY",
 }
-RESET_PREFIXES = ("DJANGO_", "EXPORT_", "GUNICORN_", "LOCK_", "PYTEST_", "REDIS_", "STACK_")
+RESET_PREFIXES = (
+    "BACKEND_",
+    "DJANGO_",
+    "EXPORT_",
+    "GUNICORN_",
+    "IDEMPOTENCY_",
+    "LOCK_",
+    "PYTEST_",
+    "RATE_LIMIT_",
+    "REDIS_",
+    "STACK_",
+)
 
 # Generous ceilings (each takes about a minute): a hung server must fail the
 # run, not eat CI's 90 minutes.

@@ -62,10 +62,28 @@ class Settings:
     export_delivery: str
     # Exports older than this are removed by the next export that runs a sweep.
     export_max_age: float
+    # An export that would leave less free disk than this is refused (507), so one
+    # large export cannot starve the database, the logs and nginx's buffers.
+    export_disk_reserve: int
+    # All exports together may take at most this much; past it, 507. A bound on what
+    # anonymous requests can make the disk hold, whatever the disk's size.
+    export_quota: int
     # How long a request may wait for a lock before it gets 409 lock_timeout.
     lock_wait: float
-    # A lock outlives a crashed holder by at most this long; longer than any hold.
+    # A lock outlives a crashed holder by at most this long; a living holder's
+    # watchdog extends it while the work goes on, so it can be short.
     lock_ttl: float
+    # After the backend fails to answer, a worker answers 503 at once for this long
+    # before trying it again: a stalled backend costs each worker one timeout, not one
+    # per request, so liveness and other endpoints stay fast.
+    backend_retry_after: float
+    # An Idempotency-Key is remembered this long (the contract promises 24 hours).
+    idempotency_ttl: float
+    # Expensive requests (exports, tasks, locked increments) per client, counted
+    # across every worker and host: a sustained rate per second and a burst. Generous
+    # by default: it stops floods, not a busy client.
+    rate_limit_per_second: float
+    rate_limit_burst: int
 
 
 def load() -> Settings:
@@ -80,6 +98,12 @@ def load() -> Settings:
         export_dir=Path(env_str("EXPORT_DIR", "var/exports")).resolve(),
         export_delivery=delivery,
         export_max_age=env_float("EXPORT_MAX_AGE_SECONDS", 86400.0, minimum=1.0),
+        export_disk_reserve=env_int("EXPORT_DISK_RESERVE_BYTES", 64 << 20),
+        export_quota=env_int("EXPORT_QUOTA_BYTES", 8 << 30, minimum=1),
         lock_wait=env_float("LOCK_WAIT_SECONDS", 10.0, minimum=0.0),
         lock_ttl=env_float("LOCK_TTL_SECONDS", 30.0, minimum=6.0),
+        backend_retry_after=env_float("BACKEND_RETRY_SECONDS", 1.0, minimum=0.0),
+        idempotency_ttl=env_float("IDEMPOTENCY_TTL_SECONDS", 86400.0, minimum=1.0),
+        rate_limit_per_second=env_float("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
+        rate_limit_burst=env_int("RATE_LIMIT_BURST", 1000, minimum=1),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -16,7 +17,12 @@ C = TypeVar("C", bound=type)
 
 
 class ServiceError(Exception):
-    """Base of every error the toolkit raises on purpose; str() is one sentence."""
+    """Base of every error the toolkit raises on purpose; str() is one sentence.
+
+    `headers` go with the answer (Retry-After on a 429, for one).
+    """
+
+    headers: dict[str, str] = {}  # noqa: RUF012 (never mutated; instances set their own)
 
 
 class InvalidInput(ServiceError):
@@ -50,6 +56,25 @@ class LockLost(ServiceError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"Lock {name!r} expired before the write; nothing was written.")
+
+
+class IdempotencyKeyReused(ServiceError):
+    """An Idempotency-Key came back with a different request than its first one."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was first used for a different request; use a new key."
+        )
+
+
+class RateLimited(ServiceError):
+    """One client sent more expensive requests than its shared rate allows."""
+
+    def __init__(self, retry_after: float) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(f"Too many requests from this client; retry in {seconds} s.")
+        self.retry_after = seconds
+        self.headers = {"Retry-After": str(seconds)}
 
 
 class InsufficientStorage(ServiceError):

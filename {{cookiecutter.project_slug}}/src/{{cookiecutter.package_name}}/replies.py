@@ -17,11 +17,13 @@ from typing import Any
 from .errors import (
     BackendUnavailable,
     ConfigError,
+    IdempotencyKeyReused,
     InsufficientStorage,
     InvalidInput,
     LockLost,
     LockTimeout,
     NotFound,
+    RateLimited,
     ServiceError,
 )
 
@@ -60,6 +62,8 @@ STATUS_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "request_too_large",
+    422: "unprocessable",
+    429: "rate_limited",
     500: "internal_error",
     502: "upstream_unavailable",
     503: "unavailable",
@@ -72,6 +76,8 @@ ERRORS: dict[type[ServiceError], tuple[int, str]] = {
     NotFound: (404, "not_found"),
     LockTimeout: (409, "lock_timeout"),
     LockLost: (409, "lock_lost"),
+    IdempotencyKeyReused: (422, "idempotency_key_reused"),
+    RateLimited: (429, "rate_limited"),
     BackendUnavailable: (503, "backend_unavailable"),
     InsufficientStorage: (507, "insufficient_storage"),
     ConfigError: (500, "configuration_error"),
@@ -95,7 +101,7 @@ def error_reply(exc: ServiceError) -> Reply:
     else:
         status, code = 500, "internal_error"
     code = getattr(exc, "code", code)
-    return json_reply(status, error_body(code, str(exc)))
+    return json_reply(status, error_body(code, str(exc)), exc.headers)
 
 
 def status_reply(status: int, message: str, headers: Mapping[str, str] | None = None) -> Reply:
