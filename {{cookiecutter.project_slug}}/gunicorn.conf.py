@@ -115,13 +115,40 @@ _CLASS_NAMES = {
 }
 
 
+def on_starting(server):
+    # Where workers note their tasks' child groups, so the master can kill what a
+    # dead worker left (child_exit below). Made once; a HUP reload keeps it.
+    from {{ cookiecutter.package_name }} import children
+
+    children.make_dir()
+{% if cookiecutter.framework == "django" %}
+    _migrate()
+{% endif %}
+
+
+def child_exit(server, worker):
+    # Runs in the master once a worker is gone, however it died (SIGKILL at the end
+    # of the graceful timeout included): its tasks' children must not outlive it.
+    from {{ cookiecutter.package_name }} import children
+
+    killed = children.kill_left_by(worker.pid)
+    if killed:
+        server.log.warning("Killed %s child process group(s) left by worker %s", killed, worker.pid)
+
+
+def on_exit(server):
+    from {{ cookiecutter.package_name }} import children
+
+    children.remove_dir()
+
+
 {% if cookiecutter.framework == "django" %}
 _DJANGO_SETTINGS = "{{ cookiecutter.package_name }}.django_project.settings"
 # Migrations taking longer than this fail the start rather than hang it.
 _MIGRATE_TIMEOUT_SECONDS = 600
 
 
-def on_starting(server):
+def _migrate():
     # Every worker shares one database, so its tables must exist before the first
     # fork, created once by the master (workers migrating at once would race).
     # `python -m django` needs no manage.py, which the container image does not carry.

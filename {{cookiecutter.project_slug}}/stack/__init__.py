@@ -35,8 +35,11 @@ __all__ = ["PROJECT_ROOT", "Stack", "StackError", "render_nginx"]
 REDIS_START_SECONDS = 15.0
 GUNICORN_START_SECONDS = 60.0
 NGINX_START_SECONDS = 15.0
-# nginx's QUIT waits for open downloads; past this the group is killed.
-NGINX_STOP_SECONDS = 10.0
+# nginx's QUIT waits for the requests in flight: as long as gunicorn lets them
+# run on TERM, and this much more; past that its group is killed.
+NGINX_STOP_MARGIN_SECONDS = 5.0
+# An nginx that never answered has nothing in flight.
+NGINX_START_FAILED_STOP_SECONDS = 10.0
 REDIS_STOP_SECONDS = 10.0
 # Upper bound on waiting for gunicorn's graceful stop, whatever its setting.
 GUNICORN_STOP_MAX_SECONDS = 35.0
@@ -118,20 +121,28 @@ class Stack:
     def stop(self) -> None:
         """Stop nginx, gunicorn and Redis (in that order) by pid; idempotent.
 
-        Each is stopped even if stopping the one before it failed.
+        Each is stopped even if stopping the one before it failed. nginx goes
+        first and drains: it stops accepting, and waits for every request in
+        flight (which gunicorn is still serving) for as long as gunicorn's
+        graceful stop would; then gunicorn has nothing left to finish.
         """
         with self._lock:
             nginx, self._nginx = self._nginx, None
             gunicorn, self._gunicorn = self._gunicorn, None
+            drained = True
             try:
                 if nginx:
                     # QUIT: finish the requests in flight, then exit.
-                    procs.stop(nginx, signal.SIGQUIT, NGINX_STOP_SECONDS)
+                    drained = procs.stop(nginx, signal.SIGQUIT, self._nginx_stop_seconds())
             finally:
                 try:
                     if gunicorn:
                         # TERM: gunicorn's graceful stop, bounded by its graceful_timeout.
-                        procs.stop(gunicorn, signal.SIGTERM, self._gunicorn_stop_seconds())
+                        # If nginx had to be killed, what still runs was cut already:
+                        # QUIT stops the workers at once (the master still reaps each
+                        # and kills its tasks' children in child_exit).
+                        sig = signal.SIGTERM if drained else signal.SIGQUIT
+                        procs.stop(gunicorn, sig, self._gunicorn_stop_seconds())
                 finally:
                     self.stop_redis()
                     if self._atexit_registered:
@@ -312,6 +323,10 @@ class Stack:
         graceful = self.gunicorn_settings.graceful_timeout if self.gunicorn_settings else 30
         return min(float(graceful) + 5.0, GUNICORN_STOP_MAX_SECONDS)
 
+    def _nginx_stop_seconds(self) -> float:
+        graceful = self.gunicorn_settings.graceful_timeout if self.gunicorn_settings else 30
+        return min(float(graceful), GUNICORN_STOP_MAX_SECONDS) + NGINX_STOP_MARGIN_SECONDS
+
     def _start_gunicorn(self) -> None:
         env = self._gunicorn_env()
         self.gunicorn_settings = gunicorn_settings(env)
@@ -397,7 +412,7 @@ class Stack:
                 )
                 return
             except StackError:
-                procs.stop(child, signal.SIGQUIT, NGINX_STOP_SECONDS)
+                procs.stop(child, signal.SIGQUIT, NGINX_START_FAILED_STOP_SECONDS)
                 self._nginx = None
                 self.http_port = None
                 in_use = "Address already in use" in procs.tail(child.logs)

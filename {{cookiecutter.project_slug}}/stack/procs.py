@@ -117,20 +117,23 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def stop(child: Child, sig: int, timeout: float) -> None:
+def stop(child: Child, sig: int, timeout: float) -> bool:
     """Ask `child` to stop with `sig`, then kill whatever of its group remains.
 
     The child is its group's leader (start_new_session), so its pid is the
     group id: after the leader exits, the group is killed outright in case a
     worker was orphaned, and we wait (bounded) until the group is empty.
+    False if the child had to be killed because it outlasted `timeout`.
     """
     pgid = child.pid
+    stopped_in_time = True
     if child.alive():
         with contextlib.suppress(ProcessLookupError):
             child.popen.send_signal(sig)
         try:
             child.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            stopped_in_time = False
             _signal_group(pgid, signal.SIGKILL)
             child.popen.wait(timeout=10)
     else:
@@ -141,6 +144,7 @@ def stop(child: Child, sig: int, timeout: float) -> None:
         # Orphans are reaped by init; a zombie still counts, so this is bounded.
         while not _group_gone(pgid) and time.monotonic() < deadline:
             time.sleep(0.05)
+    return stopped_in_time
 
 
 def free_port() -> int:

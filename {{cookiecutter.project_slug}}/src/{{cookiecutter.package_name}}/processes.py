@@ -4,8 +4,10 @@ Under some worker classes the worker inherits a SIGCHLD handler that reaps
 children behind `subprocess`'s back, which then reports 0 whatever happened;
 `gunicorn.conf.py` resets SIGCHLD in every worker, so the code here can trust
 `returncode`. Each child gets a session of its own, so a timeout kills the
-whole process group, grandchildren included. Arguments are passed as a list:
-no shell ever sees request data.
+whole process group, grandchildren included, and when the child ends the
+group goes too, so nothing it started in the background lingers. The group is
+also noted for the gunicorn master (`children`), which kills it if the worker
+dies first. Arguments are passed as a list: no shell ever sees request data.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass
+
+from . import children
 
 MAX_OUTPUT = 64 * 1024
 # Children get no secrets: only what a small program needs to run.
@@ -51,6 +55,7 @@ def run(argv: list[str], timeout: float) -> Completed:
         start_new_session=True,
         close_fds=True,
     )
+    children.note(proc.pid)
     timed_out = False
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -59,9 +64,12 @@ def run(argv: list[str], timeout: float) -> Completed:
         kill_group(proc.pid)
         out, _ = proc.communicate()
     finally:
+        # Whatever the child left in its group (a background grandchild) goes with it.
+        # The group's id cannot be reused while any member lives, so this reaches ours.
+        kill_group(proc.pid)
         if proc.poll() is None:
-            kill_group(proc.pid)
             proc.wait()
+        children.forget(proc.pid)
     return Completed(
         returncode=proc.returncode,
         timed_out=timed_out,
