@@ -5,6 +5,7 @@ exactly what gunicorn will run with, and what the tests check.
 """
 
 import json
+import logging
 import math
 import os
 import signal
@@ -54,6 +55,17 @@ def default_workers(worker_class, cpus):
 
 wsgi_app = _env("APP_MODULE", _DEFAULT_APP)
 bind = [_env("GUNICORN_BIND", "127.0.0.1:8000")]
+# A unix socket is created srwxrwx---: only this user and its group may connect
+# (where nginx runs as another user, that user joins the group). gunicorn's default,
+# 0, made it 0777, and any local user could hold every sync worker with slow headers.
+# gunicorn applies it only while binding a unix socket and creating its heartbeat
+# files (0600 whatever the umask); files the application writes keep the process's.
+umask = 0o007
+# nginx refuses what is too large first (its 8 KiB header buffers answer 414 and 431
+# in JSON): gunicorn's own limits sit at their maximums so they never come first.
+limit_request_line = 8190
+limit_request_fields = 32768
+limit_request_field_size = 8190
 worker_class = _env("GUNICORN_WORKER_CLASS", _DEFAULT_WORKER_CLASS)
 cpus = usable_cpus()
 # GUNICORN_WORKERS, or the conventional WEB_CONCURRENCY; never fewer than 2 workers.
@@ -183,13 +195,43 @@ def post_worker_init(worker):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     running = type(worker).__name__
     os.environ["APP_WORKER_CLASS"] = _CLASS_NAMES.get(running, running)
+    # The service's own log lines (a backend outage's cause, an unhandled error) go to
+    # gunicorn's error log, in its format, not as bare lines on stderr.
+    app_log = logging.getLogger("{{ cookiecutter.package_name }}")
+    app_log.handlers = list(worker.log.error_log.handlers)
+    app_log.propagate = False
+    _answer_own_errors_in_json()
     # Tools (the local stack among them) wait for one such line per worker.
     worker.log.info("Worker ready (pid: %s)", worker.pid)
 
 
+def _answer_own_errors_in_json():
+    # gunicorn refuses some requests itself, before the application sees them (a
+    # control character in a header value, which nginx lets through), with an HTML
+    # page that nginx passes on. It has no setting for that page, so its one writer
+    # (gunicorn.util.write_error, looked up at each call) is replaced by one that
+    # answers in the service's JSON error shape, echoing nothing of the request.
+    from gunicorn import util
+
+    from {{ cookiecutter.package_name }}.replies import STATUS_CODES, error_body
+
+    def write_error(sock, status_int, reason, mesg):
+        code = STATUS_CODES.get(status_int, "bad_request" if status_int < 500 else "internal_error")
+        message = f"The server refused the request before reading it ({reason})."
+        body = json.dumps(error_body(code, message)).encode()
+        head = (
+            f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        util.write_nonblock(sock, head.encode("latin-1") + body)
+
+    util.write_error = write_error
+
+
 def resolved():
     names = [
-        "wsgi_app", "bind", "worker_class", "cpus", "workers", "threads",
+        "wsgi_app", "bind", "umask", "limit_request_line", "limit_request_fields",
+        "limit_request_field_size", "worker_class", "cpus", "workers", "threads",
         "worker_connections", "timeout", "graceful_timeout", "keepalive",
         "max_requests", "max_requests_jitter", "worker_tmp_dir", "control_socket",
         "control_socket_disable", "forwarded_allow_ips", "preload_app", "pidfile",

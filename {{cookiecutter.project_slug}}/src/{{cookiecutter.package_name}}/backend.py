@@ -3,7 +3,9 @@
 With REDIS_URL set, state and locks live in Redis; without it, in the
 embedded single-host backend (SQLite and lock files in DATA_DIR). `runtime`
 opens one per worker process, after the fork: a connection made in the
-gunicorn master would be shared by every worker.
+gunicorn master would be shared by every worker. State and locks share one
+circuit breaker (`breaker`), so a stalled backend costs the worker one
+timeout per BACKEND_RETRY_SECONDS, not one per request.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from . import embedded
+from .breaker import Breaker, GuardedLocks, GuardedState
 from .config import Settings
 from .errors import ConfigError
 from .locks import Locks, RedisLocks
@@ -39,9 +42,16 @@ def _client(settings: Settings) -> redis.Redis:
 
 
 def open_backend(settings: Settings) -> tuple[State, Locks]:
+    state: State
+    locks: Locks
     if settings.redis_url:
-        client = make_client(settings)
-        return RedisState(client, settings.key_prefix), RedisLocks(client, settings.key_prefix)
-    db = embedded.open_database(settings.data_dir)
-    locks_dir = embedded.private_dir(settings.data_dir / "locks")
-    return embedded.SqliteState(db), embedded.FileLocks(locks_dir, db)
+        client, prefix = make_client(settings), settings.key_prefix
+        state, locks = RedisState(client, prefix), RedisLocks(client, prefix)
+    else:
+        db = embedded.open_database(settings.data_dir)
+        locks_dir = embedded.private_dir(settings.data_dir / "locks")
+        state, locks = embedded.SqliteState(db), embedded.FileLocks(locks_dir, db)
+    # The embedded store is guarded too: a writer stalled while holding SQLite's
+    # lock makes every other write wait the whole busy timeout, a Redis stall's twin.
+    guard = Breaker(settings.backend_retry_after)
+    return GuardedState(state, guard), GuardedLocks(locks, guard)

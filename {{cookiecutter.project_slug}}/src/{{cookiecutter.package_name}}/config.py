@@ -71,7 +71,8 @@ class Settings:
     # How long a request may wait for a lock before it gets 409 lock_timeout.
     lock_wait: float
     # A lock outlives a crashed holder by at most this long; a living holder's
-    # watchdog extends it while the work goes on, so it can be short.
+    # watchdog re-arms it every third of it while the work goes on, so it can be
+    # short. Keep it well above the backend's round trip (REDIS_TIMEOUT_SECONDS).
     lock_ttl: float
     # After the backend fails to answer, a worker answers 503 at once for this long
     # before trying it again: a stalled backend costs each worker one timeout, not one
@@ -84,6 +85,9 @@ class Settings:
     # by default: it stops floods, not a busy client.
     rate_limit_per_second: float
     rate_limit_burst: int
+    # The peers whose X-Forwarded-For names the client the rate limit counts: the same
+    # FORWARDED_ALLOW_IPS (and default) gunicorn.conf.py trusts for X-Forwarded-Proto.
+    forwarded_allow_ips: str
 
 
 def load() -> Settings:
@@ -101,9 +105,10 @@ def load() -> Settings:
         export_disk_reserve=env_int("EXPORT_DISK_RESERVE_BYTES", 64 << 20),
         export_quota=env_int("EXPORT_QUOTA_BYTES", 8 << 30, minimum=1),
         lock_wait=env_float("LOCK_WAIT_SECONDS", 10.0, minimum=0.0),
-        lock_ttl=env_float("LOCK_TTL_SECONDS", 30.0, minimum=6.0),
+        lock_ttl=env_float("LOCK_TTL_SECONDS", 5.0, minimum=1.0),
         backend_retry_after=env_float("BACKEND_RETRY_SECONDS", 1.0, minimum=0.0),
         idempotency_ttl=env_float("IDEMPOTENCY_TTL_SECONDS", 86400.0, minimum=1.0),
         rate_limit_per_second=env_float("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
         rate_limit_burst=env_int("RATE_LIMIT_BURST", 1000, minimum=1),
+        forwarded_allow_ips=env_str("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
     )

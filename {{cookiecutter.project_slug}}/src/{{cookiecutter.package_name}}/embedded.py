@@ -9,18 +9,19 @@ filesystem, and when the service outgrows one host, set REDIS_URL.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import secrets
 import sqlite3
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import ConfigError, LockLost, LockTimeout, unavailable_on
-from .locks import Holding, Lease, check_ttl
+from .errors import ConfigError, IdempotencyKeyReused, LockLost, LockTimeout, unavailable_on
+from .locks import Holding, Lease, check_ttl, new_token
 
 # Waiting this long on a write lock is normal under load; past it, answer 503.
 BUSY_TIMEOUT_MS = 5000
@@ -36,6 +37,11 @@ CREATE TABLE IF NOT EXISTS leases (
 CREATE TABLE IF NOT EXISTS fenced (
     name TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (name, key)
 );
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY, name TEXT NOT NULL, amount INTEGER NOT NULL,
+    value INTEGER NOT NULL, expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at);
 """
 
 
@@ -111,6 +117,24 @@ class Database:
         with self._guard:
             return self._connect().execute(sql, params).rowcount
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, for a change no single statement can make.
+
+        IMMEDIATE takes the write lock first, within the busy timeout: a deferred
+        transaction that later writes gets "database is locked" at once instead.
+        """
+        with self._guard:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
 
 @unavailable_on(*SQLITE_UNAVAILABLE)
 class SqliteState:
@@ -126,6 +150,31 @@ class SqliteState:
             (name, by),
         )
         return int(row[0])
+
+    def incr_once(self, name: str, by: int, key: str, ttl: float) -> int:
+        """`incr` and the key's record in one transaction (see `state.State`)."""
+        now = time.time()
+        with self._db.transaction() as conn:
+            # Expired keys are forgotten first (cheap: the index holds them in order).
+            conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))
+            first = conn.execute(
+                "SELECT name, amount, value FROM idempotency WHERE key = ?", (key,)
+            ).fetchone()
+            if first is None:
+                (value,) = conn.execute(
+                    "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) "
+                    "DO UPDATE SET value = value + excluded.value RETURNING value",
+                    (name, by),
+                ).fetchone()
+                conn.execute(
+                    "INSERT INTO idempotency (key, name, amount, value, expires_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (key, name, by, value, now + ttl),
+                )
+                return int(value)
+        if (first[0], first[1]) != (name, by):
+            raise IdempotencyKeyReused()
+        return int(first[2])
 
     def get_counter(self, name: str) -> int:
         row = self._db.one("SELECT value FROM counters WHERE name = ?", (name,))
@@ -175,10 +224,15 @@ class FileLocks(Holding):
     acquisition, so nothing is shared across fork), and the kernel frees a
     dead holder's lock at once. The lease (token, fence, expiry) is a row in
     SQLite, written while the flock is held: past its TTL a lease can no
-    longer extend or write fenced data, as with Redis. Unlike Redis, a holder
-    that is alive but stuck past its TTL still keeps the others waiting: a
-    flock cannot be taken from a living process (gunicorn's worker timeout
-    ends such a holder, and the kernel then frees its lock).
+    longer extend or write fenced data, as with Redis, and `hold`'s watchdog
+    re-arms it while a living holder works. Unlike Redis, a holder that is
+    alive but stuck past its TTL still keeps the others waiting: a flock
+    cannot be taken from a living process (gunicorn's worker timeout ends
+    such a holder, and the kernel then frees its lock).
+
+    The fence is max(last + 1, the clock in microseconds), as in `locks`:
+    synchronous=NORMAL may lose the last commits on power loss, and a fence
+    must not repeat even then (it assumes the host's clock moves forward).
     """
 
     def __init__(self, directory: Path, db: Database) -> None:
@@ -212,12 +266,14 @@ class FileLocks(Holding):
         except Timeout:
             return None
         try:
-            token = secrets.token_hex(16)
+            token = new_token()
+            # A first fence is the clock; later ones max(last + 1, clock): see the docstring.
             row = self._db.one(
-                "INSERT INTO leases (name, token, fence, expires_at) VALUES (?, ?, 1, ?) "
+                "INSERT INTO leases (name, token, fence, expires_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET token = excluded.token, "
-                "fence = fence + 1, expires_at = excluded.expires_at RETURNING fence",
-                (name, token, time.time() + ttl),
+                "fence = MAX(fence + 1, excluded.fence), expires_at = excluded.expires_at "
+                "RETURNING fence",
+                (name, token, time.time_ns() // 1000, time.time() + ttl),
             )
             self._held[token] = lock
             return Lease(name, token, int(row[0]))

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 C = TypeVar("C", bound=type)
+
+log = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
@@ -39,10 +42,20 @@ class NotFound(ServiceError):
 
 
 class BackendUnavailable(ServiceError):
-    """The shared-state backend did not answer; what the call changed is unknown."""
+    """The shared-state backend did not answer; what the call changed is unknown.
+
+    A command that timed out may still run once the backend resumes (Redis
+    runs what it had already received), so the message never claims that
+    nothing changed. `reason` is short (an error's class): the cause itself
+    goes to the log, not to the client.
+    """
 
     def __init__(self, reason: str) -> None:
-        super().__init__(f"The shared-state backend is unavailable: {reason}")
+        super().__init__(
+            f"The shared-state backend did not answer ({reason}): this request may or may "
+            "not have taken effect. Retry later; an increment retried with the same "
+            "Idempotency-Key takes effect at most once."
+        )
         self.reason = reason
 
 
@@ -87,11 +100,19 @@ class ConfigError(ServiceError):
 
 
 @contextlib.contextmanager
-def unavailable_when(*errors: type[BaseException]) -> Iterator[None]:
-    """A backend's own errors, raised inside, become BackendUnavailable."""
+def unavailable_when(
+    *errors: type[BaseException], operation: str = "a backend call"
+) -> Iterator[None]:
+    """A backend's own errors, raised inside, become BackendUnavailable.
+
+    The client is told the error's class only; the cause (class, message and
+    the operation that failed) is logged here, once, at WARNING, so every 503
+    it becomes can be explained from the error log.
+    """
     try:
         yield
     except errors as exc:
+        log.warning("backend unavailable in %s: %s: %s", operation, type(exc).__name__, exc)
         raise BackendUnavailable(type(exc).__name__) from exc
 
 
@@ -100,9 +121,11 @@ def unavailable_on(*errors: type[BaseException]) -> Callable[[C], C]:
     handle one error whatever the backend."""
 
     def wrap(method: Callable) -> Callable:
+        operation = method.__qualname__
+
         @functools.wraps(method)
         def translated(*args, **kwargs):
-            with unavailable_when(*errors):
+            with unavailable_when(*errors, operation=operation):
                 return method(*args, **kwargs)
 
         return translated

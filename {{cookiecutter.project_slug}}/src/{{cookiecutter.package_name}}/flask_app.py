@@ -31,6 +31,9 @@ def to_response(reply: Reply) -> Response:
         response.status_code = reply.status
     elif reply.body is None:
         response = Response(b"", status=reply.status)
+        # An empty body has no type (Response would say text/html); a download
+        # sets its file's type below.
+        del response.headers["Content-Type"]
     else:
         response = Response(json.dumps(reply.body), status=reply.status)
         response.mimetype = "application/json"
@@ -40,7 +43,7 @@ def to_response(reply: Reply) -> Response:
 
 def _view(route: Route):
     def view(**params: str) -> Response:
-        call = Call.of(params, request.get_data(), request.headers.items())
+        call = Call.of(params, request.get_data(), request.headers.items(), request.remote_addr)
         return to_response(route.handler(call))
 
     view.__name__ = route.name
@@ -51,9 +54,18 @@ def _flask_path(path: str) -> str:
     return routes.PARAM.sub(r"<\1>", path)
 
 
+class _Flask(Flask):
+    """Flask whose automatic OPTIONS answer is 204 with Allow and no body, as in
+    every adapter; Flask's own is 200 with an empty text/html body."""
+
+    def make_default_options_response(self) -> Response:
+        allowed = super().make_default_options_response().allow
+        return to_response(Reply(204, None, {"Allow": ", ".join(sorted(allowed))}))
+
+
 def create_app() -> Flask:
     runtime.boot()
-    app = Flask(__name__)
+    app = _Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # "/api/counters//incr" is a missing name (404), not a redirect to another URL.
     app.url_map.merge_slashes = False

@@ -9,15 +9,40 @@ thread or greenlet using the same instance can release someone else's lock),
 has no fencing token, and `extend()` adds to the remaining TTL instead of
 resetting it. Here every acquisition gets its own token, a TTL is required,
 release and extension compare the token inside Redis, and each acquisition
-increments a per-name fence in the same script, so data written under the
-lock (`write_fenced`) refuses a holder whose lease has passed to someone else.
+raises a per-name fence in the same script, so data written under the lock
+(`write_fenced`) refuses a holder whose lease has passed to someone else.
+
+The lease is short (LOCK_TTL_SECONDS), so a dead holder's lock comes back
+within seconds; `hold` runs a watchdog that re-arms it every ttl/3 while the
+holder works, as Redisson's does.
+
+A fence that can repeat is no fence, and a count kept in Redis alone repeats
+when Redis loses its last writes: a restart without persistence, a failover
+to a replica that had not received them (persistence settings narrow that
+window, never close it). So each new fence is max(last fence + 1, the
+server's clock in microseconds), read with TIME inside the acquiring script
+(Redis >= 5 replicates a script's effects, so a write after TIME is allowed).
+After any loss the clock still exceeds every fence issued before, as long as:
+
+- the clocks of the Redis servers that can become primary only move forward
+  and agree with each other to better than a restart or failover takes;
+- a lock is acquired at most once per microsecond on average, so fences stay
+  at the clock rather than run ahead of it (one acquisition is a round trip).
+
+Fences are about 1.7e15, below 2**53, so JSON clients that read numbers as
+doubles still see them exactly. The embedded backend (`embedded.FileLocks`)
+uses the same floor, with the host's clock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import random
 import secrets
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -29,13 +54,23 @@ import redis
 from .errors import BackendUnavailable, LockLost, LockTimeout, unavailable_on
 from .state import REDIS_UNAVAILABLE
 
-# SET NX PX and, only when that succeeded, INCR the fence: one atomic step.
-# The fence key has no TTL, so tokens keep increasing across expiries.
+# SET NX PX and, only when that succeeded, raise the fence: one atomic step.
+# The new fence is max(last + 1, TIME in microseconds), so it keeps increasing
+# even after Redis lost the fence key (see the module docstring). The fence key
+# has no TTL. Lua's tostring would print the clock as 1.7e+15, so the digits are
+# joined as strings; every number here is below 2**53, exact as a Lua double.
 _ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return false
 end
-return false
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if last < now then
+  redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])))
+  return now
+end
+return redis.call('INCR', KEYS[2])
 """
 
 # Delete or re-arm the lock only while it still holds our token.
@@ -88,8 +123,17 @@ class Locks(Protocol):
     def write_fenced(self, lease: Lease, key: str, value: bytes | str) -> None: ...
 
 
+log = logging.getLogger(__name__)
+
+
+def new_token() -> str:
+    """A private token per acquisition; it names its holder (host, pid), so an
+    operator reading the lock key sees who holds it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(16)}"
+
+
 class Holding:
-    """`hold`, the same for every backend: acquire, yield, always release."""
+    """`hold`, the same for every backend: acquire, keep alive, always release."""
 
     def acquire(self, name: str, ttl: float, wait: float) -> Lease:
         raise NotImplementedError
@@ -97,15 +141,74 @@ class Holding:
     def release(self, lease: Lease) -> bool:
         raise NotImplementedError
 
+    def extend(self, lease: Lease, ttl: float) -> bool:
+        raise NotImplementedError
+
     @contextlib.contextmanager
     def hold(self, name: str, ttl: float, wait: float) -> Iterator[Lease]:
         lease = self.acquire(name, ttl, wait)
+        watchdog = Watchdog(self, lease, ttl)
         try:
+            watchdog.start()
             yield lease
         finally:
+            # Stopped before the release, so it never re-arms a lease given back.
+            watchdog.stop()
             # If the backend is gone the TTL frees the lock; the original error matters more.
             with contextlib.suppress(BackendUnavailable):
                 self.release(lease)
+
+
+class Watchdog:
+    """Keeps one lease alive while its holder works: re-arms it to `ttl` every ttl/3.
+
+    The lease can then be short, so a dead holder's lock comes back within
+    seconds, while a living holder keeps it however long it works. One thread
+    per hold: under gevent, gunicorn's worker patches `threading` into
+    greenlets, which wake while the holder waits on I/O or sleeps. If the lease
+    is found lost, the watchdog stops and says so; the holder's `write_fenced`
+    refuses on its own. If the backend does not answer, it tries again at the
+    next tick: the lease may well still be alive.
+    """
+
+    def __init__(self, locks: Holding, lease: Lease, ttl: float) -> None:
+        self.lease = lease
+        self.ttl = ttl
+        # Why the lease could not be re-armed, last time it could not; None if it always was.
+        self.failure: str | None = None
+        self.extensions = 0
+        self._locks = locks
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"lock-watchdog {lease.name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and wait for the thread: at most one extension call in flight."""
+        self._stopping.set()
+        if self._thread.ident is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.ttl / 3):
+            try:
+                extended = self._locks.extend(self.lease, self.ttl)
+            except BackendUnavailable as exc:
+                self.failure = f"{type(exc).__name__}: {exc}"
+                log.warning("lock %r: lease not extended, will retry: %s", self.lease.name, exc)
+                continue
+            except Exception as exc:  # in a thread it would go unseen: record it, stop
+                self.failure = f"{type(exc).__name__}: {exc}"
+                log.exception("lock %r: the lease watchdog failed", self.lease.name)
+                return
+            if not extended:
+                self.failure = "the lease had expired or passed to another holder"
+                log.warning("lock %r: %s", self.lease.name, self.failure)
+                return
+            self.extensions += 1
 
 
 def check_ttl(ttl: float) -> None:
@@ -136,7 +239,7 @@ class RedisLocks(Holding):
 
     def try_acquire(self, name: str, ttl: float) -> Lease | None:
         check_ttl(ttl)
-        token = secrets.token_hex(16)
+        token = new_token()
         result = self._acquire(keys=list(self._keys(name)), args=[token, int(ttl * 1000)])
         return None if result is None else Lease(name, token, int(result))
 

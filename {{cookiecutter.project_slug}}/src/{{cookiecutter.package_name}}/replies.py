@@ -40,16 +40,28 @@ class Reply:
 
 @dataclass(frozen=True)
 class Call:
-    """A request as handlers see it: path parameters, raw body, headers (lowercase names)."""
+    """A request as handlers see it: path parameters, raw body, headers (lowercase names).
+
+    `peer` is the address the connection came from (REMOTE_ADDR; empty over a unix
+    socket). Who the client is, the peer or whom a trusted proxy names, is decided by
+    `ratelimit.client_of`, which knows the proxies the service trusts.
+    """
 
     params: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+    peer: str = ""
 
     @classmethod
-    def of(cls, params: Mapping[str, str], body: bytes, headers: Iterable[tuple[str, str]]) -> Call:
+    def of(
+        cls,
+        params: Mapping[str, str],
+        body: bytes,
+        headers: Iterable[tuple[str, str]],
+        peer: str | None = "",
+    ) -> Call:
         """From a framework's request parts; header names are kept lowercase."""
-        return cls(params, body, {name.lower(): value for name, value in headers})
+        return cls(params, body, {name.lower(): value for name, value in headers}, peer or "")
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -61,13 +73,19 @@ STATUS_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    412: "precondition_failed",
     413: "request_too_large",
+    414: "uri_too_long",
+    416: "range_not_satisfiable",
     422: "unprocessable",
     429: "rate_limited",
+    431: "request_header_too_large",
     500: "internal_error",
+    501: "not_implemented",
     502: "upstream_unavailable",
     503: "unavailable",
     504: "upstream_timeout",
+    505: "http_version_not_supported",
 }
 
 # Toolkit error -> (status, code). InvalidInput carries its own code.

@@ -1,4 +1,4 @@
-"""What each worker process opens once: settings, state, locks and the export store.
+"""What each worker process opens once: settings, state, locks, exports, rate limit.
 
 A connection or file handle made in the gunicorn master would be shared by
 every forked worker, so nothing is opened at import: `current()` opens it all
@@ -15,7 +15,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from . import backend, config
+from . import backend, config, ratelimit
 from .errors import ConfigError
 from .exports import ExportStore
 from .locks import Locks
@@ -32,6 +32,8 @@ class Runtime:
     state: State
     locks: Locks
     exports: ExportStore
+    # Expensive requests per client, counted on the same backend as the state.
+    limiter: ratelimit.ClientRateLimit
 
 
 _guard = threading.Lock()
@@ -40,8 +42,13 @@ _opened: tuple[int, Runtime] | None = None
 
 def open_runtime(settings: config.Settings) -> Runtime:
     state, locks = backend.open_backend(settings)
-    exports = ExportStore(settings.export_dir, settings.export_max_age)
-    return Runtime(settings, state, locks, exports)
+    exports = ExportStore(
+        settings.export_dir,
+        settings.export_max_age,
+        disk_reserve=settings.export_disk_reserve,
+        quota=settings.export_quota,
+    )
+    return Runtime(settings, state, locks, exports, ratelimit.open_limit(settings))
 
 
 def current() -> Runtime:

@@ -11,11 +11,15 @@ import json
 import re
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 
 from .errors import InvalidInput
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# How much of a refused value an error message repeats (enough to recognise it),
+# and how long the whole message may be.
+ECHO_CHARS = 100
+MESSAGE_CHARS = 300
 
 
 def check_name(name: str) -> str:
@@ -70,6 +74,19 @@ def validate(document: Any, schema: dict) -> dict:
         validator = _VALIDATORS[id(schema)] = Draft202012Validator(schema)
     error = next(iter(validator.iter_errors(document)), None)
     if error is not None:
-        where = "/".join(str(part) for part in error.absolute_path) or "body"
-        raise InvalidInput("invalid_request", f"{where}: {error.message}")
+        raise InvalidInput("invalid_request", _describe(error))
     return document
+
+
+def _describe(error: ValidationError) -> str:
+    """jsonschema's message, with the refused value cut short: the message embeds
+    the value's repr whole, and a 1 MB label came back in a 1 MB error."""
+    where = "/".join(str(part) for part in error.absolute_path) or "body"
+    shown = repr(error.instance)
+    message = error.message.replace(shown, _shorten(shown, ECHO_CHARS))
+    # Values quoted in other ways (a long property name, say) are cut with the rest.
+    return _shorten(f"{where}: {message}", MESSAGE_CHARS)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

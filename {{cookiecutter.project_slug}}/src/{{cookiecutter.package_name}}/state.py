@@ -2,7 +2,14 @@
 
 A module-level dict lives in one gunicorn worker only; the next request may
 land in another. State therefore lives in Redis, and every change is one
-atomic server-side command (INCRBY, SET PX), never read-then-write in Python.
+atomic server-side command (INCRBY, SET PX, or a Lua script), never
+read-then-write in Python.
+
+An increment that timed out may still have counted (Redis runs what it had
+received once it resumes), so a client cannot tell whether to retry.
+`incr_once` makes the retry safe: an Idempotency-Key is bound to its first
+request, and the increment runs at most once per key within its lifetime;
+a retry gets the first answer back.
 """
 
 from __future__ import annotations
@@ -11,10 +18,66 @@ from typing import Protocol
 
 import redis
 
-from .errors import unavailable_on
+from .errors import IdempotencyKeyReused, unavailable_on
 
 # The Redis errors that mean "Redis did not answer", as opposed to a bug of ours.
 REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+# Bind an Idempotency-Key to its request ("<counter> <by>") for the key's lifetime:
+# the first binding wins, the same request again is let on, any other is refused (0).
+_BIND_KEY = """
+local bound = redis.call('GET', KEYS[1])
+if not bound then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if bound == ARGV[1] then
+  return 1
+end
+return 0
+"""
+
+# The increment and the record that this key made it, in one atomic step: a retry
+# finds the record and gets the first value back instead of counting again.
+_INCR_ONCE = """
+local done = redis.call('GET', KEYS[2])
+if done then
+  return done
+end
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], value, 'PX', ARGV[2])
+return value
+"""
+
+
+class IncrOnce:
+    """`incr_once` on any Redis client, for the toolkit's state and Django's cache alike.
+
+    Two scripts, because a Redis Cluster script may only touch keys of one
+    slot, and the key is global (reused with another counter it must be
+    refused) while the increment belongs with its counter:
+
+    1. `binding`, in the key's slot: the key is bound to "<counter> <by>";
+       a different request with the same key is refused (422).
+    2. `counter` and `done`, both carrying the counter's hash tag, so one slot:
+       INCRBY and the record of it, together. At most once per key.
+
+    Each step is atomic and can be repeated, so a retry after a timeout
+    anywhere (before, between or after them) counts once in all. Both
+    records live `ttl` seconds; the counter itself never expires.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._bind = client.register_script(_BIND_KEY)
+        self._incr = client.register_script(_INCR_ONCE)
+
+    def __call__(
+        self, *, binding: str, counter: str, done: str, name: str, by: int, ttl: float
+    ) -> int:
+        px = max(1, int(ttl * 1000))
+        if not self._bind(keys=[binding], args=[f"{name} {by}", px]):
+            raise IdempotencyKeyReused()
+        return int(self._incr(keys=[counter, done], args=[by, px]))
 
 
 class State(Protocol):
@@ -24,6 +87,14 @@ class State(Protocol):
     """
 
     def incr(self, name: str, by: int = 1) -> int: ...
+    def incr_once(self, name: str, by: int, key: str, ttl: float) -> int:
+        """`incr`, at most once per `key` for `ttl` seconds; a retry gets the first value.
+
+        Raises `errors.IdempotencyKeyReused` if `key` was first used for another
+        counter or another `by`.
+        """
+        ...
+
     def get_counter(self, name: str) -> int: ...
     def set(self, key: str, value: bytes | str, ttl: float | None = None) -> None: ...
     def set_if_absent(self, key: str, value: bytes | str, ttl: float | None = None) -> bool: ...
@@ -36,15 +107,32 @@ class RedisState:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._redis = client
         self._prefix = prefix
+        self._incr_once = IncrOnce(client)
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self._prefix}:{kind}:{name}"
 
+    def _counter(self, name: str) -> str:
+        # The name is a hash tag: a counter and its idempotency records share a
+        # Redis Cluster slot, as a script touching both requires.
+        return f"{self._prefix}:counter:" + "{" + name + "}"
+
     def incr(self, name: str, by: int = 1) -> int:
-        return int(self._redis.incrby(self._key("counter", name), by))
+        return int(self._redis.incrby(self._counter(name), by))
+
+    def incr_once(self, name: str, by: int, key: str, ttl: float) -> int:
+        counter = self._counter(name)
+        return self._incr_once(
+            binding=self._key("idempotency", key),
+            counter=counter,
+            done=f"{counter}:once:{key}",
+            name=name,
+            by=by,
+            ttl=ttl,
+        )
 
     def get_counter(self, name: str) -> int:
-        raw = self._redis.get(self._key("counter", name))
+        raw = self._redis.get(self._counter(name))
         return int(raw) if raw is not None else 0
 
     def set(self, key: str, value: bytes | str, ttl: float | None = None) -> None:

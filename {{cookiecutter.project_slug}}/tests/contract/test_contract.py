@@ -59,6 +59,27 @@ def test_contract_case(call, method, path, body, status, code):
 def test_method_not_allowed_says_what_is(call):
     answer = call("DELETE", "/healthz")
     assert "GET" in answer.headers.get("allow", ""), answer.headers
+
+
+def allowed(answer) -> set[str]:
+    return {name.strip() for name in answer.headers.get("allow", "").split(",") if name.strip()}
+
+
+def test_options_is_204_with_allow_and_no_body(call):
+    answer = call("OPTIONS", "/healthz")
+    assert answer.status == 204, (answer.status, answer.content[:300])
+    assert answer.content == b""
+    assert "content-type" not in answer.headers, answer.headers
+    assert allowed(answer) == {"GET", "HEAD", "OPTIONS"}, answer.headers
+    assert call("OPTIONS", "/no/such/route").status == 404
+
+
+def test_trace_is_405_json_with_allow(call):
+    # Behind nginx too: nginx refuses TRACE itself and hands it to the application.
+    answer = call("TRACE", "/healthz")
+    assert answer.status == 405, (answer.status, answer.content[:300])
+    assert answer.json()["error"]["code"] == "method_not_allowed"
+    assert allowed(answer) == {"GET", "HEAD", "OPTIONS"}, answer.headers
 {% if cookiecutter.include_examples %}
 
 
@@ -89,6 +110,6 @@ def test_an_exit_code_comes_back_exactly(call):
 def test_only_health_routes_exist():
     from {{ cookiecutter.package_name }}.routes import ROUTES
 
-    assert {route.path for route in ROUTES} == {"/healthz", "/readyz"}
+    assert {route.path for route in ROUTES} == {"/healthz", "/readyz", "/api/openapi.json"}
     assert FRAMEWORK
 {% endif %}

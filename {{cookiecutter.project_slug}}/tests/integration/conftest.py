@@ -22,35 +22,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from client import Client
-
-EXTERNAL_BASE_URL = os.environ.get("BASE_URL", "").strip().rstrip("/")
-NEEDS_OWN_STACK = "needs a stack started by the suite (unset BASE_URL to run it)"
-# "redis" or "embedded": the backend of the stacks this suite starts (see stack.Stack).
-BACKEND = os.environ.get("STACK_BACKEND", "").strip() or "redis"
+from stacks import BACKEND, EXTERNAL_BASE_URL, own_stack_or_skip
 
 # Three workers on two cores: enough to prove spreading, light enough for CI.
 DEFAULT_ENV = {"WEB_CONCURRENCY": "3"}
-
-
-@contextlib.contextmanager
-def running_stack(
-    tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str]
-) -> Iterator[object]:
-    """Start redis-server, gunicorn and nginx; stop all three whatever happens."""
-    from stack import Stack
-
-    stack = Stack(tmp_path_factory.mktemp(name), env=env)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
-
-
-def own_stack_or_skip(tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str]):
-    if EXTERNAL_BASE_URL:
-        pytest.skip(NEEDS_OWN_STACK)
-    return running_stack(tmp_path_factory, name, env)
 
 
 @pytest.fixture(scope="session")
@@ -108,4 +83,21 @@ def redis_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         pytest.skip("stops Redis; this run's stacks use the embedded backend (no Redis)")
     env = {"WEB_CONCURRENCY": "2", "REDIS_TIMEOUT_SECONDS": "1"}
     with own_stack_or_skip(tmp_path_factory, "redis-down", env) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def rate_limited_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A low shared rate limit (1 a second, a burst of 5) over three sync workers.
+
+    Sync workers take one request at a time, so concurrent requests must spread
+    over all three: a limit counted per worker would show.
+    """
+    env = {
+        "WEB_CONCURRENCY": "3",
+        "GUNICORN_WORKER_CLASS": "sync",
+        "RATE_LIMIT_PER_SECOND": "1",
+        "RATE_LIMIT_BURST": "5",
+    }
+    with own_stack_or_skip(tmp_path_factory, "rate-limited", env) as started:
         yield started

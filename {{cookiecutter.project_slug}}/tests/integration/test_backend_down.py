@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
+import threading
 import time
 
 from client import Client, assert_error, assert_json, run_concurrently, unique
@@ -88,3 +90,110 @@ def test_paused_redis_is_a_quick_503_not_a_hung_worker(redis_stack) -> None:
     finally:
         os.kill(redis_pid, signal.SIGCONT)
     poll_until_ready(client, name, 10)
+
+
+# The container health check allows 3 s; /healthz touches no backend.
+HEALTH_WITHIN = 3.0
+LOAD_THREADS = 8
+STALL_SECONDS = 8.0
+
+
+def test_a_stalled_redis_costs_a_worker_one_timeout_not_one_per_request(
+    redis_stack, configured_worker_class: str
+) -> None:
+    """Redis paused under sustained load: /healthz stays fast, increments answer 503
+    (never 500), and 200 again soon after Redis resumes, without a restart.
+
+    Without the breaker, sync workers each wait a full socket timeout per
+    increment, and /healthz queues behind them (4 s and more here).
+    """
+    client = Client(redis_stack.base_url)
+    name = unique("stall")
+    # Every worker connected first, as in service.
+    run_concurrently(
+        [lambda: assert_json(client.post(f"/api/counters/{name}/incr"), 200) for _ in range(8)],
+        threads=8,
+    )
+    stop = threading.Event()
+    guard = threading.Lock()
+    increments: collections.Counter[tuple[int, str]] = collections.Counter()
+    health: list[tuple[float, int]] = []
+
+    def load() -> None:
+        while not stop.is_set():
+            resp = client.post(f"/api/counters/{name}/incr")
+            try:
+                code = resp.json()["error"]["code"]
+            except (ValueError, KeyError, TypeError):
+                code = resp.text[:80]
+            with guard:
+                increments[(resp.status_code, code)] += 1
+
+    def poll_health() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            resp = client.get("/healthz")
+            with guard:
+                health.append((time.monotonic() - started, resp.status_code))
+            time.sleep(0.2)
+
+    threads = [threading.Thread(target=load) for _ in range(LOAD_THREADS)]
+    threads.append(threading.Thread(target=poll_health))
+    redis_pid = redis_stack.pids()["redis-server"]
+    os.kill(redis_pid, signal.SIGSTOP)
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(STALL_SECONDS)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        os.kill(redis_pid, signal.SIGCONT)
+    resumed = time.monotonic()
+    recovered = None
+    while time.monotonic() < resumed + 15:
+        if client.post(f"/api/counters/{name}/incr", timeout=ANSWER_WITHIN).status_code == 200:
+            recovered = time.monotonic() - resumed
+            break
+        time.sleep(0.1)
+
+    worst = max(took for took, _ in health)
+    print(
+        f"\n[{configured_worker_class}] stalled {STALL_SECONDS:g} s: {len(health)} /healthz, "
+        f"worst {worst:.2f} s; increments {dict(increments)}; "
+        f"200 again {recovered if recovered is None else round(recovered, 2)} s after resume"
+    )
+    assert health and all(status == 200 for _, status in health), health
+    assert worst < HEALTH_WITHIN, f"/healthz took {worst:.2f} s while Redis was paused"
+    assert set(increments) == {(503, "backend_unavailable")}, increments
+    assert recovered is not None, "increments still failed 15 s after Redis resumed"
+
+
+def test_every_503_is_logged_with_its_cause(redis_stack) -> None:
+    """The client reads a short reason; gunicorn's error log gets the cause, once per 503."""
+    client = Client(redis_stack.base_url)
+    name = unique("logged")
+    poll_until_ready(client, name, 15)
+    log = redis_stack.gunicorn_log
+    offset = log.stat().st_size
+    redis_pid = redis_stack.pids()["redis-server"]
+    os.kill(redis_pid, signal.SIGSTOP)
+    try:
+        answers = [timed(lambda: client.post(f"/api/counters/{name}/incr")) for _ in range(6)]
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
+    for resp in answers:
+        error = assert_error(resp, 503, "backend_unavailable")
+        assert "Timeout reading" not in error["message"], error  # the cause stays in the log
+    with log.open("rb") as f:
+        f.seek(offset)
+        lines = f.read().decode(errors="replace").splitlines()
+    logged = [line for line in lines if "backend unavailable in" in line]
+    assert len(logged) == len(answers), "\n".join(lines[-40:])
+    for line in logged:
+        assert "[WARNING]" in line, line
+        # The exception's class and message, and the operation that failed.
+        assert "TimeoutError" in line and "Timeout reading from socket" in line, line
+        assert "incr" in line, line
+    poll_until_ready(client, name, 15)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 from client import Client, assert_json, describe, processes_mentioning, run_concurrently, unique
-from conftest import own_stack_or_skip
+from stacks import own_stack_or_skip
 
 # Longer than the stack's old fixed 10 s wait for nginx, shorter than the graceful
 # timeout below: a request that the old stop cut and the contract says must finish.

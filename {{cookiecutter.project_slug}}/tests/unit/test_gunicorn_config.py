@@ -70,3 +70,8 @@ def test_control_socket_is_per_service_or_off():
     own = resolved(GUNICORN_CONTROL_SOCKET="/run/app/gunicorn.ctl")
     assert own["control_socket"] == "/run/app/gunicorn.ctl"
     assert own["control_socket_disable"] is False
+
+
+def test_unix_socket_is_closed_to_other_users():
+    # gunicorn's default umask, 0, creates its unix socket 0777.
+    assert resolved()["umask"] & 0o007 == 0o007

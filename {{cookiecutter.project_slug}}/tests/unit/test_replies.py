@@ -1,6 +1,5 @@
 """One table maps toolkit errors to HTTP; nginx's own error pages use the same codes."""
 
-import json
 import re
 from pathlib import Path
 
@@ -9,20 +8,22 @@ import pytest
 from {{ cookiecutter.package_name }} import errors, replies
 
 NGINX_APP_CONF = Path("deploy/nginx/app.conf.template")
-NGINX_ERROR = re.compile(
-    r"location @error_(\d+) \{\s*default_type application/json;\s*"
-    r"return \1 '(.*)';"
-)
+# nginx's table of its own errors: `map $status $error_code { 404 not_found; ... }`.
+NGINX_ERROR_CODES = re.compile(r"map \$status \$error_code \{(.*?)\}", re.DOTALL)
+NGINX_ERROR_CODE = re.compile(r"^\s*(\d{3})\s+(\w+);", re.MULTILINE)
 
 
 def nginx_error_codes() -> dict[int, str]:
     text = NGINX_APP_CONF.read_text(encoding="utf-8")
-    return {int(s): json.loads(body)["error"]["code"] for s, body in NGINX_ERROR.findall(text)}
+    table = NGINX_ERROR_CODES.search(text)
+    assert table, "app.conf.template has no map $status $error_code"
+    return {int(status): code for status, code in NGINX_ERROR_CODE.findall(table.group(1))}
 
 
 def test_nginx_and_the_app_name_each_status_alike():
     from_nginx = nginx_error_codes()
     assert set(from_nginx) >= {403, 404, 405, 413, 500, 502, 503, 504}
+    assert set(from_nginx) >= {400, 412, 414, 416, 431, 501, 505}
     for status, code in from_nginx.items():
         assert replies.STATUS_CODES[status] == code, status
 

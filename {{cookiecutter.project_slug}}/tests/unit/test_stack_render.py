@@ -39,8 +39,14 @@ def rendered(tmp_path: Path, worker_class: str = "gthread", **gunicorn: int) -> 
     return conf.read_text(), (conf.parent / "app.conf").read_text()
 
 
+def without_comments(text: str) -> str:
+    # A quote in a comment ("nginx's") would otherwise open a string below.
+    return "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+
+
 def locations(app_conf: str) -> dict[str, str]:
     """Each location's body, up to its closing brace; braces in quotes do not count."""
+    app_conf = without_comments(app_conf)
     found = {}
     for match in LOCATION.finditer(app_conf):
         depth, quote, end = 1, "", match.end()
@@ -132,16 +138,68 @@ def test_proxy_settings_a_multi_worker_service_relies_on(tmp_path: Path) -> None
     assert not any("$proxy_add_x_forwarded_for" in line for line in lines)
 
 
+def error_pages(app_conf: str) -> dict[str, str]:
+    """Each status an error_page names, and what follows the status list."""
+    pages = {}
+    for line in directives(app_conf):
+        if line.startswith("error_page "):
+            words = line.removesuffix(";").split()[1:]
+            statuses = [word for word in words if word.isdigit()]
+            for status in statuses:
+                pages[status] = " ".join(words[len(statuses) :])
+    return pages
+
+
+def blocks(text: str, opening: str) -> list[str]:
+    """The body of every block that opens with `opening` (up to its closing brace)."""
+    text = without_comments(text)
+    found = []
+    for match in re.finditer(re.escape(opening) + r"\s*\{", text):
+        depth, quote, end = 1, "", match.end()
+        while depth:
+            char = text[end]
+            if quote:
+                quote = "" if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            else:
+                depth += {"{": 1, "}": -1}.get(char, 0)
+            end += 1
+        found.append(text[match.end() : end - 1])
+    return found
+
+
 def test_nginx_errors_answer_json_with_their_own_status(tmp_path: Path) -> None:
     _, app_conf = rendered(tmp_path)
-    codes = {"404": "not_found", "413": "request_too_large", "502": "upstream_unavailable"}
-    codes |= {"503": "unavailable", "504": "upstream_timeout"}
-    found = locations(app_conf)
-    for status, code in codes.items():
-        assert f"error_page {status} @error_{status};" in directives(app_conf)
-        body = found[f"@error_{status}"]
-        assert "default_type application/json;" in body
-        assert f"return {status} '" in body and f'"code": "{code}"' in body
+    pages = error_pages(app_conf)
+    # Before nginx knows the Host (400, 414, 494, 505) as well as after it.
+    for status in ("400", "403", "404", "412", "413", "414", "416", "500", "501"):
+        assert pages[status] == "/_internal/error", (status, pages)
+    for status in ("502", "503", "504", "505"):
+        assert pages[status] == "/_internal/error", (status, pages)
+    assert pages["494"] == "=431 /_internal/error"
+    assert pages["405"] == "= $method_not_allowed"
+    (table,) = blocks(app_conf, "map $status $error_code")
+    codes = dict(line.removesuffix(";").split() for line in directives(table))
+    for status in {*pages, "431"} - {"494"}:
+        assert status in codes, status
+    assert codes["404"] == "not_found" and codes["413"] == "request_too_large"
+    assert codes["502"] == "upstream_unavailable" and codes["504"] == "upstream_timeout"
+    assert codes["503"] == "unavailable"
+    # One error location in each server: JSON whatever the URI's extension says.
+    servers = blocks(app_conf, "server")
+    assert len(servers) == 2
+    for server in servers:
+        (body,) = blocks(server, "location = /_internal/error")
+        lines = directives(body)
+        assert "internal;" in lines and "default_type application/json;" in lines
+        assert blocks(body, "types") == [" "], body
+        assert '"code": "$error_code", "message": "$error_message"' in body
+    # nginx's own 405s (its files) say what the file allows; TRACE goes to the app.
+    (refused,) = [s for s in servers if "location @error_405" in s]
+    (body,) = blocks(refused, "location @error_405")
+    assert 'add_header Allow "GET, HEAD" always;' in directives(body)
+    assert "proxy_pass $app_upstream;" in directives(blocks(refused, "location @trace")[0])
 
 
 def test_only_uppercase_brace_placeholders_are_ours() -> None:

@@ -6,19 +6,35 @@ Lua step, or cache.SQLiteCache). `add` then `incr` are each atomic, so
 concurrent increments through any number of workers add up exactly. These
 handlers replace the shared `incr_counter` and `get_counter` in the routes
 the Django adapter mounts.
+
+An increment with an Idempotency-Key needs the key's record and the increment
+in one atomic step, which the cache API has no call for: with Redis it is the
+toolkit's two scripts (`state.IncrOnce`) on django-redis's own client, with
+SQLite one transaction on the cache's table. The cache's client has its own
+circuit breaker, as the toolkit's has (see `breaker`).
 """
 
 from __future__ import annotations
 
-from django.core.cache import cache
+import functools
+import pickle
+import time
+from contextlib import AbstractContextManager
+
+from django.core.cache import caches
+from django_redis import get_redis_connection
 from django_redis.exceptions import ConnectionInterrupted
 
+from .. import runtime
+from ..breaker import Breaker
 from ..embedded import SQLITE_UNAVAILABLE
-from ..errors import unavailable_when
+from ..errors import IdempotencyKeyReused, unavailable_when
 from ..examples import schemas
+from ..examples.handlers import idempotency_key
 from ..replies import Call, Reply, json_reply
 from ..schemas import check_name, parse_json, validate
-from ..state import REDIS_UNAVAILABLE
+from ..state import REDIS_UNAVAILABLE, IncrOnce
+from .cache import SQLiteCache
 
 # What the cache raises when its store does not answer. django-redis re-raises the
 # redis-py error behind ConnectionInterrupted (unless IGNORE_EXCEPTIONS, never set).
@@ -26,23 +42,92 @@ CACHE_UNAVAILABLE = (ConnectionInterrupted, *REDIS_UNAVAILABLE, *SQLITE_UNAVAILA
 
 
 def _key(name: str) -> str:
-    return f"counter:{name}"
+    # The name is a hash tag: the counter and its idempotency records share a Redis
+    # Cluster slot, as the script that touches both requires.
+    return "counter:{" + name + "}"
+
+
+@functools.cache
+def _breaker() -> Breaker:
+    """This worker's breaker for the cache (made after the fork, on first use)."""
+    return Breaker(runtime.current().settings.backend_retry_after)
+
+
+def _guarded(operation: str) -> AbstractContextManager[None]:
+    return _breaker().guard(operation)
+
+
+def _incr_once(name: str, by: int, key: str, ttl: float) -> int:
+    cache = caches["default"]
+    if isinstance(cache, SQLiteCache):
+        return _sqlite_incr_once(cache, name, by, key, ttl)
+    increment = IncrOnce(get_redis_connection("default"))
+    counter = cache.make_key(_key(name))
+    return increment(
+        binding=cache.make_key(f"idempotency:{key}"),
+        counter=counter,
+        done=f"{counter}:once:{key}",
+        name=name,
+        by=by,
+        ttl=ttl,
+    )
+
+
+def _sqlite_incr_once(cache: SQLiteCache, name: str, by: int, key: str, ttl: float) -> int:
+    """The counter's row and the key's record, in one transaction on the cache's table.
+
+    The record is stored as the cache stores any value (a pickle), so `cache.get`
+    of it reads back (name, by, value).
+    """
+    counter = cache.make_and_validate_key(_key(name))
+    record = cache.make_and_validate_key(f"idempotency:{key}")
+    now = time.time()
+    with cache._db.transaction() as conn:
+        row = conn.execute(
+            "SELECT value FROM django_cache WHERE key = ? AND expires_at > ?", (record, now)
+        ).fetchone()
+        if row is None:
+            # The counter never expires; `add` then `incr` store it the same way.
+            (value,) = conn.execute(
+                "INSERT INTO django_cache (key, value, expires_at) VALUES (?, ?, NULL) "
+                "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value "
+                "RETURNING value",
+                (counter, by),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO django_cache (key, value, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE "
+                "SET value = excluded.value, expires_at = excluded.expires_at",
+                (record, pickle.dumps((name, by, value)), now + ttl),
+            )
+            return int(value)
+    # Only this service writes the file, in a directory only its user can enter.
+    first_name, first_by, value = pickle.loads(row[0])  # noqa: S301
+    if (first_name, first_by) != (name, by):
+        raise IdempotencyKeyReused()
+    return int(value)
 
 
 def incr_counter(call: Call) -> Reply:
     name = check_name(call.params["name"])
     body = validate(parse_json(call.body, empty_ok=True), schemas.INCREMENT)
-    with unavailable_when(*CACHE_UNAVAILABLE):
-        # No timeout: a counter is state, not a cached copy of something.
-        cache.add(_key(name), 0, timeout=None)
-        value = cache.incr(_key(name), int(body.get("by", 1)))
+    by, key = int(body.get("by", 1)), idempotency_key(call)
+    operation = "cache.incr" if key is None else "cache.incr_once"
+    with _guarded(operation), unavailable_when(*CACHE_UNAVAILABLE, operation=operation):
+        if key is None:
+            cache = caches["default"]
+            # No timeout: a counter is state, not a cached copy of something.
+            cache.add(_key(name), 0, timeout=None)
+            value = cache.incr(_key(name), by)
+        else:
+            value = _incr_once(name, by, key, runtime.current().settings.idempotency_ttl)
     return json_reply(200, {"name": name, "value": value})
 
 
 def get_counter(call: Call) -> Reply:
     name = check_name(call.params["name"])
-    with unavailable_when(*CACHE_UNAVAILABLE):
-        value = cache.get(_key(name), 0)
+    with _guarded("cache.get"), unavailable_when(*CACHE_UNAVAILABLE, operation="cache.get"):
+        value = caches["default"].get(_key(name), 0)
     return json_reply(200, {"name": name, "value": int(value)})
 
 

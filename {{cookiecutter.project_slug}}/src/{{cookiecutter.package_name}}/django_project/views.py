@@ -35,8 +35,10 @@ def to_response(reply: Reply) -> HttpResponse:
         )
     elif reply.body is None:
         # HttpResponse would say text/html; an X-Accel-Redirect answer must carry the
-        # file's type, which nginx passes on.
+        # file's type, which nginx passes on, and any other empty body has none.
         response = HttpResponse(b"", status=reply.status, content_type=content_type)
+        if content_type is None:
+            del response["Content-Type"]
     else:
         response = JsonResponse(reply.body, status=reply.status, safe=False)
     for name, value in reply.headers.items():
@@ -50,7 +52,7 @@ def _answer(handler: Handler, request: HttpRequest, params: dict[str, str]) -> H
     except RequestDataTooBig:
         # nginx refuses these first; this guards direct connections (`make run`).
         return to_response(status_reply(413, "The request body is larger than 1 MiB."))
-    call = Call.of(params, body, request.headers.items())
+    call = Call.of(params, body, request.headers.items(), request.META.get("REMOTE_ADDR"))
     try:
         return to_response(handler(call))
     except ServiceError as exc:
@@ -61,14 +63,17 @@ def _answer(handler: Handler, request: HttpRequest, params: dict[str, str]) -> H
 
 
 def _view(methods: Mapping[str, Handler]) -> Callable[..., HttpResponse]:
-    """One view per path, dispatching by method; other methods get 405 with Allow."""
+    """One view per path, dispatching by method; OPTIONS gets 204 with Allow (as
+    Flask's adapter answers it), other methods 405 with Allow."""
     if "GET" in methods:
         methods = {**methods, "HEAD": methods["GET"]}
-    allow = ", ".join(sorted(methods))
+    allow = ", ".join(sorted({*methods, "OPTIONS"}))
 
     # The API takes no cookies, so there is no session for a forged request to ride.
     @csrf_exempt
     def view(request: HttpRequest, **params: str) -> HttpResponse:
+        if request.method == "OPTIONS":
+            return to_response(Reply(204, None, {"Allow": allow}))
         handler = methods.get(request.method or "")
         if handler is None:
             return to_response(

@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterator
 
 from .. import FRAMEWORK, processes, runtime
+from ..errors import InvalidInput
 from ..replies import Call, Reply, download_reply, json_reply
-from ..schemas import check_name, parse_json, validate
+from ..schemas import NAME_PATTERN, check_name, parse_json, validate
 from . import schemas, tasks
 
 # The guarded value's key among the data each lock fences.
@@ -39,10 +40,27 @@ def worker(call: Call) -> Reply:
     )
 
 
+def idempotency_key(call: Call) -> str | None:
+    """The request's Idempotency-Key, checked (the same rule as a name); None if absent."""
+    key = call.header("Idempotency-Key")
+    if key is not None and not NAME_PATTERN.fullmatch(key):
+        raise InvalidInput(
+            "invalid_idempotency_key",
+            "An Idempotency-Key is 1 to 64 characters of A-Z a-z 0-9 _ . -",
+        )
+    return key
+
+
 def incr_counter(call: Call) -> Reply:
     name = check_name(call.params["name"])
     body = validate(parse_json(call.body, empty_ok=True), schemas.INCREMENT)
-    value = runtime.current().state.incr(name, int(body.get("by", 1)))
+    by, key = int(body.get("by", 1)), idempotency_key(call)
+    rt = runtime.current()
+    if key is None:
+        value = rt.state.incr(name, by)
+    else:
+        # A retry of a request whose answer was lost (or a 503) counts once in all.
+        value = rt.state.incr_once(name, by, key, rt.settings.idempotency_ttl)
     return json_reply(200, {"name": name, "value": value})
 
 

@@ -17,7 +17,8 @@ def task_argv(request: dict) -> tuple[list[str], float]:
     task = request["task"]
     base = [sys.executable, "-I", str(CHILD_SCRIPT), task]
     if task == "exit":
-        return [*base, str(request["code"])], DEFAULT_TIMEOUT
+        # JSON Schema counts 3.0 as the integer 3; the child must read "3", not "3.0".
+        return [*base, str(int(request["code"]))], DEFAULT_TIMEOUT
     if task == "echo":
         text = request["text"]
         if "\0" in text:
