@@ -13,7 +13,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -25,9 +24,6 @@ from {{ cookiecutter.package_name }}.breaker import Breaker, GuardedLocks, Guard
 from {{ cookiecutter.package_name }}.errors import BackendUnavailable, LockTimeout
 from {{ cookiecutter.package_name }}.locks import RedisLocks
 from {{ cookiecutter.package_name }}.state import RedisState
-
-START_SECONDS = 15.0
-STOP_SECONDS = 10.0
 
 
 class Clock:
@@ -138,39 +134,6 @@ def test_a_refusal_is_logged_with_its_cause(caplog: pytest.LogCaptureFixture) ->
     assert "TimeoutError: Timeout reading from socket" in record.getMessage()
 
 
-@pytest.fixture
-def redis_server(tmp_path) -> Iterator[tuple[int, int]]:
-    """A redis-server without persistence: (port, pid); stopped by pid at the end."""
-    from stack import procs
-    from stack.project import find_program
-
-    port = procs.free_port()
-    argv = [
-        find_program("redis-server"),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(tmp_path),
-        "--save", "",
-        "--appendonly", "no",
-        "--daemonize", "no",
-        "--logfile", str(tmp_path / "redis.log"),
-    ]  # fmt: skip
-    child = procs.spawn(
-        "redis-server",
-        argv,
-        cwd=tmp_path,
-        env=dict(os.environ),
-        output=tmp_path / "redis.out",
-        logs=(tmp_path / "redis.log",),
-    )
-    try:
-        procs.wait_until(lambda: procs.redis_pings(port), child, timeout=START_SECONDS, what="PING")
-        yield port, child.pid
-    finally:
-        os.kill(child.pid, signal.SIGCONT)
-        procs.stop(child, signal.SIGTERM, STOP_SECONDS)
-
-
 def timed(call) -> tuple[str, float]:
     started = time.monotonic()
     try:
@@ -185,7 +148,7 @@ def test_a_paused_redis_costs_one_timeout_then_answers_at_once(
     redis_server, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    port, pid = redis_server
+    port, pid = redis_server.port, redis_server.pid
     timeout, retry_after = 0.5, 2.0
     client = redis.Redis(
         port=port,

@@ -14,7 +14,6 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,44 +27,8 @@ from {{ cookiecutter.package_name }} import embedded
 from {{ cookiecutter.package_name }}.errors import BackendUnavailable, IdempotencyKeyReused
 from {{ cookiecutter.package_name }}.state import RedisState
 
-START_SECONDS = 15.0
-STOP_SECONDS = 10.0
 CONCURRENT = 50
 DAY = 86400.0
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
-    """A redis-server without persistence: (port, pid); stopped by pid at the end."""
-    from stack import procs
-    from stack.project import find_program
-
-    directory = tmp_path_factory.mktemp("redis")
-    port = procs.free_port()
-    argv = [
-        find_program("redis-server"),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(directory),
-        "--save", "",
-        "--appendonly", "no",
-        "--daemonize", "no",
-        "--logfile", str(directory / "redis.log"),
-    ]  # fmt: skip
-    child = procs.spawn(
-        "redis-server",
-        argv,
-        cwd=directory,
-        env=dict(os.environ),
-        output=directory / "redis.out",
-        logs=(directory / "redis.log",),
-    )
-    try:
-        procs.wait_until(lambda: procs.redis_pings(port), child, timeout=START_SECONDS, what="PING")
-        yield port, child.pid
-    finally:
-        os.kill(child.pid, signal.SIGCONT)  # in case a test left it stopped
-        procs.stop(child, signal.SIGTERM, STOP_SECONDS)
 
 
 def redis_client(port: int, timeout: float = 5.0) -> redis.Redis:
@@ -90,7 +53,7 @@ def open_sqlite(directory: Path) -> embedded.SqliteState:
 def make_state(request: pytest.FixtureRequest, tmp_path: Path):
     """A factory of states that all share one store, so a test can use several."""
     if request.param == "redis":
-        port, _ = request.getfixturevalue("redis_server")
+        port = request.getfixturevalue("redis_server").port
         prefix = f"test-{uuid.uuid4().hex[:8]}"
         return lambda: redis_state(port, prefix)
     return lambda: open_sqlite(tmp_path / "data")
@@ -172,7 +135,7 @@ def test_processes_sharing_sqlite_count_each_key_once(tmp_path: Path) -> None:
 def test_counter_and_its_key_records_share_a_cluster_slot(redis_server) -> None:
     """A script may only touch keys of one Redis Cluster slot: the counter's name is
     a hash tag, so the counter and each of its `once` records hash alike."""
-    port, _ = redis_server
+    port = redis_server.port
     client = redis_client(port)
     state = RedisState(client, "slots")
     state.incr_once("visits", 1, "abc", DAY)
@@ -191,7 +154,7 @@ def test_a_timed_out_increment_runs_later_and_only_a_key_makes_the_retry_safe(
 ) -> None:
     """The defect: Redis paused, the client times out (a 503), Redis resumes and runs
     the command it had received. A plain retry then counts twice; a keyed one once."""
-    port, pid = redis_server
+    port, pid = redis_server.port, redis_server.pid
     prefix = f"stall-{uuid.uuid4().hex[:8]}"
     plain, keyed = redis_state(port, prefix, timeout=0.5), redis_state(port, prefix, timeout=0.5)
     # Connected before the stall, as a busy worker's pool is: the command is sent.

@@ -14,7 +14,6 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,11 +22,7 @@ import redis
 from {{ cookiecutter.package_name }} import config, embedded, ratelimit
 from {{ cookiecutter.package_name }}.errors import ConfigError, RateLimited
 from {{ cookiecutter.package_name }}.replies import Call, Reply, error_reply, json_reply
-from stack import procs
-from stack.project import find_program
 
-START_SECONDS = 15.0
-STOP_SECONDS = 10.0
 PROCESSES = 4
 # How long the processes hammer one key, and the limit they hammer.
 HAMMER_SECONDS = 2.0
@@ -36,35 +31,8 @@ BURST = 10
 
 
 @pytest.fixture(scope="module")
-def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A redis-server of this module's own, on a free loopback port."""
-    directory = tmp_path_factory.mktemp("ratelimit-redis")
-    port = procs.free_port()
-    argv = [
-        find_program("redis-server"),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(directory),
-        "--save", "",
-        "--appendonly", "no",
-        "--logfile", str(directory / "redis.log"),
-    ]  # fmt: skip
-    child = procs.spawn(
-        "redis-server",
-        argv,
-        cwd=directory,
-        env=dict(os.environ),
-        output=directory / "redis.out",
-        logs=(directory / "redis.log",),
-    )
-    try:
-        procs.wait_until(
-            lambda: procs.redis_pings(port), child, timeout=START_SECONDS, what="redis PING"
-        )
-        yield port
-    finally:
-        os.kill(child.pid, signal.SIGCONT)  # a stopped server cannot exit
-        procs.stop(child, signal.SIGTERM, STOP_SECONDS)
+def redis_port(redis_server) -> int:
+    return redis_server.port
 
 
 def redis_client(port: int, timeout: float = 5.0) -> redis.Redis:
