@@ -10,7 +10,6 @@ suite at a naive variant of the app, which these tests must fail.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections.abc import Iterator

@@ -17,6 +17,7 @@ NEEDS_OWN_STACK = "needs a stack started by the suite (unset BASE_URL to run it)
 # "redis" or "embedded": the backend of the stacks this suite starts (see stack.Stack).
 BACKEND = os.environ.get("STACK_BACKEND", "").strip() or "redis"
 
+
 @contextlib.contextmanager
 def running_stack(
     tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str]
