@@ -229,7 +229,19 @@ def options_table() -> dict:
 
 
 def questions() -> dict:
-    return json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
+    """cookiecutter.json's questions, each choice list without rendered entries.
+
+    A choice written in Jinja (worker_class's first, the chosen framework's
+    default class) is what cookiecutter offers first; it repeats one of the
+    literal choices after it, which are what answers may name.
+    """
+    asked = json.loads((TEMPLATE_ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
+    return {
+        name: [choice for choice in value if "{" not in str(choice)]
+        if isinstance(value, list)
+        else value
+        for name, value in asked.items()
+    }
 
 
 def supported_combinations() -> list[tuple[str, str]]:
@@ -258,7 +270,11 @@ def choice_defaults() -> dict[str, str]:
 
 
 def normalized(answers: dict[str, str]) -> dict[str, str]:
-    return {**choice_defaults(), **{name: str(value).lower() for name, value in answers.items()}}
+    chosen = {**choice_defaults(), **{name: str(value).lower() for name, value in answers.items()}}
+    if "worker_class" not in answers:
+        # The default worker class is the chosen framework's first (cookiecutter.json).
+        chosen["worker_class"] = questions()["_worker_classes_by_framework"][chosen["framework"]][0]
+    return chosen
 
 
 def chosen_answers(project: Project) -> dict[str, str]:

@@ -10,9 +10,16 @@ import math
 import os
 import signal
 
+{% if cookiecutter.worker_class == "aiohttp" %}
+_DEFAULT_WORKER_CLASS = "aiohttp.GunicornWebWorker"
+{% else %}
 _DEFAULT_WORKER_CLASS = "{{ cookiecutter.worker_class }}"
+{% endif %}
 {% if cookiecutter.framework == "django" %}
 _DEFAULT_APP = "{{ cookiecutter.package_name }}.django_project.wsgi:application"
+{% elif cookiecutter.framework == "aiohttp" %}
+# An async factory: aiohttp's worker awaits it inside each worker's own event loop.
+_DEFAULT_APP = "{{ cookiecutter.package_name }}.aiohttp_app:create_app"
 {% else %}
 _DEFAULT_APP = "{{ cookiecutter.package_name }}.flask_app:app"
 {% endif %}
@@ -90,6 +97,7 @@ timeout = _env_int("GUNICORN_TIMEOUT", 90 if worker_class == "sync" else 30)
 keeps_connections = worker_class in _KEEPS_CONNECTIONS
 nginx_read_timeout = timeout + _NGINX_READ_MARGIN_SECONDS
 # On TERM, requests get this long to finish; compose's stop_grace_period exceeds it.
+# aiohttp's worker gives its server 95 % of it as the shutdown timeout.
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
 # Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
 # connections first and never sends a request on one gunicorn is closing.
@@ -113,8 +121,14 @@ pidfile = _env("GUNICORN_PIDFILE", "") or None
 accesslog = _env("GUNICORN_ACCESSLOG", "-")
 errorlog = _env("GUNICORN_ERRORLOG", "-")
 loglevel = _env("GUNICORN_LOGLEVEL", "info")
+{% if cookiecutter.framework == "aiohttp" %}
+# The request id nginx sets, and the duration in microseconds, in aiohttp's own
+# syntax: its worker writes the access log itself and refuses gunicorn's %(x)s one.
+access_log_format = '%a "%r" %s %b %Dus rid=%{X-Request-ID}i'
+{% else %}
 # The request id nginx sets, and the duration in milliseconds.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}i)s'
+{% endif %}
 
 
 # The worker class that really runs, by the name it is configured with: a
@@ -123,7 +137,7 @@ _CLASS_NAMES = {
     "SyncWorker": "sync",
     "ThreadWorker": "gthread",
     "GeventWorker": "gevent",
-    "GunicornWebWorker": "aiohttp",
+    "GunicornWebWorker": "aiohttp.GunicornWebWorker",
 }
 
 
@@ -200,11 +214,14 @@ def post_worker_init(worker):
     app_log = logging.getLogger("{{ cookiecutter.package_name }}")
     app_log.handlers = list(worker.log.error_log.handlers)
     app_log.propagate = False
+{% if cookiecutter.framework != "aiohttp" %}
     _answer_own_errors_in_json()
+{% endif %}
     # Tools (the local stack among them) wait for one such line per worker.
     worker.log.info("Worker ready (pid: %s)", worker.pid)
 
 
+{% if cookiecutter.framework != "aiohttp" %}
 def _answer_own_errors_in_json():
     # gunicorn refuses some requests itself, before the application sees them (a
     # control character in a header value, which nginx lets through), with an HTML
@@ -228,6 +245,7 @@ def _answer_own_errors_in_json():
     util.write_error = write_error
 
 
+{% endif %}
 def resolved():
     names = [
         "wsgi_app", "bind", "umask", "limit_request_line", "limit_request_fields",

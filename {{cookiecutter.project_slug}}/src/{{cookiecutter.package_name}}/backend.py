@@ -11,6 +11,8 @@ timeout per BACKEND_RETRY_SECONDS, not one per request.
 from __future__ import annotations
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -31,14 +33,36 @@ def make_client(settings: Settings) -> redis.Redis:
 
 def _client(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(
-        settings.redis_url,
-        # A paused or unreachable Redis must turn into a 503, not a hung worker.
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-        # No automatic retries: re-sending INCRBY after a timeout could count twice.
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=15,
+        settings.redis_url, retry=Retry(NoBackoff(), 0), **_options(settings)
     )
+
+
+def make_async_client(settings: Settings) -> redis.asyncio.Redis:
+    """The async twin's client: the same options, for one event loop. Make it inside
+    the loop that will use it (its pool has no pid check, and a loop of its own)."""
+    try:
+        return redis.asyncio.Redis.from_url(
+            settings.redis_url, retry=AsyncRetry(NoBackoff(), 0), **_options(settings)
+        )
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL cannot be used: {exc}") from None
+
+
+def _options(settings: Settings) -> dict:
+    # No automatic retries (the `retry` above): re-sending INCRBY after a timeout
+    # could count twice.
+    return {
+        # A paused or unreachable Redis must turn into a 503, not a hung worker.
+        "socket_timeout": settings.redis_timeout,
+        "socket_connect_timeout": settings.redis_timeout,
+        "health_check_interval": 15,
+    }
+
+
+def open_embedded(settings: Settings) -> tuple[embedded.SqliteState, embedded.FileLocks]:
+    db = embedded.open_database(settings.data_dir)
+    locks_dir = embedded.private_dir(settings.data_dir / "locks")
+    return embedded.SqliteState(db), embedded.FileLocks(locks_dir, db)
 
 
 def open_backend(settings: Settings) -> tuple[State, Locks]:
@@ -48,9 +72,7 @@ def open_backend(settings: Settings) -> tuple[State, Locks]:
         client, prefix = make_client(settings), settings.key_prefix
         state, locks = RedisState(client, prefix), RedisLocks(client, prefix)
     else:
-        db = embedded.open_database(settings.data_dir)
-        locks_dir = embedded.private_dir(settings.data_dir / "locks")
-        state, locks = embedded.SqliteState(db), embedded.FileLocks(locks_dir, db)
+        state, locks = open_embedded(settings)
     # The embedded store is guarded too: a writer stalled while holding SQLite's
     # lock makes every other write wait the whole busy timeout, a Redis stall's twin.
     guard = Breaker(settings.backend_retry_after)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -122,6 +123,15 @@ def unavailable_on(*errors: type[BaseException]) -> Callable[[C], C]:
 
     def wrap(method: Callable) -> Callable:
         operation = method.__qualname__
+
+        if inspect.iscoroutinefunction(method):
+            # The async twins' methods: the translation must wrap the awaiting.
+            @functools.wraps(method)
+            async def translated_async(*args, **kwargs):
+                with unavailable_when(*errors, operation=operation):
+                    return await method(*args, **kwargs)
+
+            return translated_async
 
         @functools.wraps(method)
         def translated(*args, **kwargs):

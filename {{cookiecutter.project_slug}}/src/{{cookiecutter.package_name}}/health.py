@@ -16,9 +16,16 @@ def healthz(call: Call) -> Reply:
     return json_reply(200, {"status": "ok"})
 
 
+READY = json_reply(200, {"status": "ok", "checks": {"state": "ok"}})
+
+
+def unready(exc: BackendUnavailable) -> Reply:
+    return json_reply(503, {"status": "unavailable", "checks": {"state": exc.reason}})
+
+
 def readyz(call: Call) -> Reply:
     try:
         runtime.current().state.ping()
     except BackendUnavailable as exc:
-        return json_reply(503, {"status": "unavailable", "checks": {"state": exc.reason}})
-    return json_reply(200, {"status": "ok", "checks": {"state": "ok"}})
+        return unready(exc)
+    return READY

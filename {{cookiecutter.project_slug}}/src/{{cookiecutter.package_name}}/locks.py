@@ -59,7 +59,7 @@ from .state import REDIS_UNAVAILABLE
 # even after Redis lost the fence key (see the module docstring). The fence key
 # has no TTL. Lua's tostring would print the clock as 1.7e+15, so the digits are
 # joined as strings; every number here is below 2**53, exact as a Lua double.
-_ACQUIRE = """
+ACQUIRE = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return false
 end
@@ -74,14 +74,14 @@ return redis.call('INCR', KEYS[2])
 """
 
 # Delete or re-arm the lock only while it still holds our token.
-_RELEASE = """
+RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
 
-_EXTEND = """
+EXTEND = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
@@ -90,7 +90,7 @@ return 0
 
 # Write only if our token still holds the lock and no newer fence has been
 # issued: a stale holder (paused past its TTL) writes nothing.
-_WRITE_FENCED = """
+WRITE_FENCED = """
 if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[2] then
   redis.call('SET', KEYS[3], ARGV[3])
   return 1
@@ -124,6 +124,46 @@ class Locks(Protocol):
 
 
 log = logging.getLogger(__name__)
+
+
+class LockKeys:
+    """Every Redis key of a lock, for the sync and the async twin alike.
+
+    One hash tag per name keeps them in one Redis Cluster slot, as the scripts
+    that touch several of them require.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def _base(self, name: str) -> str:
+        return f"{self.prefix}:lock:" + "{" + name + "}"
+
+    def owner(self, name: str) -> str:
+        return f"{self._base(name)}:owner"
+
+    def fence(self, name: str) -> str:
+        return f"{self._base(name)}:fence"
+
+    def data(self, name: str, key: str) -> str:
+        return f"{self._base(name)}:data:{key}"
+
+
+def backoff() -> Iterator[float]:
+    """The pauses between tries for a busy lock, for every backend and both twins.
+
+    Doubling from 5 ms to at most 50 ms, each jittered by x0.5 to x1.5 so that
+    waiters do not poll the backend in lockstep.
+    """
+    delay = 0.005
+    while True:
+        yield delay * random.uniform(0.5, 1.5)  # noqa: S311 (timing jitter, not a secret)
+        delay = min(delay * 2, 0.05)
+
+
+def renewal_period(ttl: float) -> float:
+    """How often a held lease is re-armed to its full TTL: three tries per lease."""
+    return ttl / 3
 
 
 def new_token() -> str:
@@ -193,7 +233,7 @@ class Watchdog:
             self._thread.join()
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.ttl / 3):
+        while not self._stopping.wait(renewal_period(self.ttl)):
             try:
                 extended = self._locks.extend(self.lease, self.ttl)
             except BackendUnavailable as exc:
@@ -220,60 +260,45 @@ def check_ttl(ttl: float) -> None:
 class RedisLocks(Holding):
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._redis = client
-        self._prefix = prefix
-        self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
-        self._extend = client.register_script(_EXTEND)
-        self._write = client.register_script(_WRITE_FENCED)
-
-    def _base(self, name: str) -> str:
-        # One hash tag per name keeps every key of a lock in one Redis Cluster slot.
-        return f"{self._prefix}:lock:" + "{" + name + "}"
-
-    def _keys(self, name: str) -> tuple[str, str]:
-        base = self._base(name)
-        return f"{base}:owner", f"{base}:fence"
-
-    def _data_key(self, name: str, key: str) -> str:
-        return f"{self._base(name)}:data:{key}"
+        self._keys = LockKeys(prefix)
+        self._acquire = client.register_script(ACQUIRE)
+        self._release = client.register_script(RELEASE)
+        self._extend = client.register_script(EXTEND)
+        self._write = client.register_script(WRITE_FENCED)
 
     def try_acquire(self, name: str, ttl: float) -> Lease | None:
         check_ttl(ttl)
         token = new_token()
-        result = self._acquire(keys=list(self._keys(name)), args=[token, int(ttl * 1000)])
+        keys = [self._keys.owner(name), self._keys.fence(name)]
+        result = self._acquire(keys=keys, args=[token, int(ttl * 1000)])
         return None if result is None else Lease(name, token, int(result))
 
     def acquire(self, name: str, ttl: float, wait: float) -> Lease:
         deadline = time.monotonic() + wait
-        delay = 0.005
-        while True:
+        for pause in backoff():
             lease = self.try_acquire(name, ttl)
             if lease is not None:
                 return lease
             left = deadline - time.monotonic()
             if left <= 0:
                 raise LockTimeout(name, wait)
-            # Jittered backoff keeps waiters from polling Redis in lockstep.
-            jitter = random.uniform(0.5, 1.5)  # noqa: S311 (timing jitter, not a secret)
-            time.sleep(min(left, delay * jitter))
-            delay = min(delay * 2, 0.05)
+            time.sleep(min(left, pause))
+        raise AssertionError("backoff() never ends")
 
     def release(self, lease: Lease) -> bool:
-        owner, _ = self._keys(lease.name)
-        return bool(self._release(keys=[owner], args=[lease.token]))
+        return bool(self._release(keys=[self._keys.owner(lease.name)], args=[lease.token]))
 
     def extend(self, lease: Lease, ttl: float) -> bool:
         """Reset the remaining TTL to `ttl`, only while the lease still holds."""
         check_ttl(ttl)
-        owner, _ = self._keys(lease.name)
+        owner = self._keys.owner(lease.name)
         return bool(self._extend(keys=[owner], args=[lease.token, int(ttl * 1000)]))
 
     def read_fenced(self, name: str, key: str) -> bytes | None:
-        return self._redis.get(self._data_key(name, key))
+        return self._redis.get(self._keys.data(name, key))
 
     def write_fenced(self, lease: Lease, key: str, value: bytes | str) -> None:
-        owner, fence = self._keys(lease.name)
-        data = self._data_key(lease.name, key)
-        written = self._write(keys=[owner, fence, data], args=[lease.token, lease.fence, value])
-        if not written:
+        name = lease.name
+        keys = [self._keys.owner(name), self._keys.fence(name), self._keys.data(name, key)]
+        if not self._write(keys=keys, args=[lease.token, lease.fence, value]):
             raise LockLost(lease.name)

@@ -37,6 +37,29 @@ class Completed:
         return asdict(self)
 
 
+def completed(returncode: int, timed_out: bool, out: bytes, started: float) -> Completed:
+    """The answer for a finished child, for the sync and the async twin alike."""
+    return Completed(
+        returncode=returncode,
+        timed_out=timed_out,
+        stdout=out[:MAX_OUTPUT].decode("utf-8", errors="replace"),
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+# How every child is started, by both twins: no stdin, stdout captured, stderr
+# dropped, our environment only, no inherited descriptors, and a new session, which
+# makes the child a group leader, so killpg reaches everything it starts.
+POPEN_OPTIONS = {
+    "stdin": subprocess.DEVNULL,
+    "stdout": subprocess.PIPE,
+    "stderr": subprocess.DEVNULL,
+    "env": CHILD_ENV,
+    "start_new_session": True,
+    "close_fds": True,
+}
+
+
 def kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
@@ -45,16 +68,7 @@ def kill_group(pgid: int) -> None:
 def run(argv: list[str], timeout: float) -> Completed:
     """Run `argv` (no shell) for at most `timeout` seconds, its whole group killed then."""
     started = time.monotonic()
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=CHILD_ENV,
-        # A new session makes the child a group leader: killpg reaches all it starts.
-        start_new_session=True,
-        close_fds=True,
-    )
+    proc = subprocess.Popen(argv, **POPEN_OPTIONS)
     children.note(proc.pid)
     timed_out = False
     try:
@@ -70,9 +84,4 @@ def run(argv: list[str], timeout: float) -> Completed:
         if proc.poll() is None:
             proc.wait()
         children.forget(proc.pid)
-    return Completed(
-        returncode=proc.returncode,
-        timed_out=timed_out,
-        stdout=out[:MAX_OUTPUT].decode("utf-8", errors="replace"),
-        duration_ms=int((time.monotonic() - started) * 1000),
-    )
+    return completed(proc.returncode, timed_out, out, started)

@@ -85,15 +85,21 @@ return 0
     def __init__(self, client: redis.Redis, prefix: str, rate: float, burst: int) -> None:
         self._admit = client.register_script(self.ADMIT)
         self._prefix = prefix
-        # Rounded up: the limit may be a hair stricter than asked, never looser.
-        self._interval_us = math.ceil(1_000_000 / rate)
-        self._burst = burst
+        self._args = gcra_args(rate, burst)
 
     def admit(self, key: str) -> float:
-        wait_us = self._admit(
-            keys=[f"{self._prefix}:ratelimit:{key}"], args=[self._interval_us, self._burst]
-        )
+        wait_us = self._admit(keys=[redis_key(self._prefix, key)], args=self._args)
         return int(wait_us) / 1_000_000
+
+
+def redis_key(prefix: str, client: str) -> str:
+    return f"{prefix}:ratelimit:{client}"
+
+
+def gcra_args(rate: float, burst: int) -> list[int]:
+    """ADMIT's arguments: the interval in microseconds and the burst."""
+    # Rounded up: the limit may be a hair stricter than asked, never looser.
+    return [math.ceil(1_000_000 / rate), burst]
 
 
 # A row is (key, tat: the theoretical arrival time, seconds since the epoch; the
@@ -223,27 +229,44 @@ class ClientRateLimit:
     def __init__(self, limiter: RateLimiter, proxies: TrustedProxies, pause: float) -> None:
         self.limiter = limiter
         self.proxies = proxies
+        self.fail_open = FailOpen(pause)
+
+    def check(self, call: Call) -> None:
+        """Count the request; raise `RateLimited` (429 with Retry-After) past the budget."""
+        if self.fail_open.paused():
+            return
+        try:
+            wait = self.limiter.admit(client_of(call, self.proxies))
+        except BackendUnavailable as exc:
+            self.fail_open.pause_after(exc)
+            return
+        refuse_after(wait)
+
+
+class FailOpen:
+    """After the store failed, requests go through unchecked for `pause` seconds."""
+
+    def __init__(self, pause: float) -> None:
         self._pause = pause
         self._paused_until = 0.0
         self._guard = threading.Lock()
 
-    def check(self, call: Call) -> None:
-        """Count the request; raise `RateLimited` (429 with Retry-After) past the budget."""
-        wait = self._admit(client_of(call, self.proxies))
-        if wait > 0:
-            raise RateLimited(wait)
+    def paused(self) -> bool:
+        """True while requests go through unchecked, after the store failed."""
+        return time.monotonic() < self._paused_until
 
-    def _admit(self, client: str) -> float:
-        if time.monotonic() < self._paused_until:
-            return 0.0
-        try:
-            return self.limiter.admit(client)
-        except BackendUnavailable as exc:
-            with self._guard:
-                if time.monotonic() >= self._paused_until:
-                    self._paused_until = time.monotonic() + self._pause
-                    log.warning("rate limit not enforced for %g s: %s", self._pause, exc.reason)
-            return 0.0
+    def pause_after(self, exc: BackendUnavailable) -> None:
+        """The store did not answer: let requests through for `pause` seconds."""
+        with self._guard:
+            if time.monotonic() >= self._paused_until:
+                self._paused_until = time.monotonic() + self._pause
+                log.warning("rate limit not enforced for %g s: %s", self._pause, exc.reason)
+
+
+def refuse_after(wait: float) -> None:
+    """Raise `RateLimited` (429 with Retry-After) if the limiter said to wait."""
+    if wait > 0:
+        raise RateLimited(wait)
 
 
 def open_limit(settings: Settings) -> ClientRateLimit:
@@ -254,9 +277,14 @@ def open_limit(settings: Settings) -> ClientRateLimit:
         client = backend.make_client(settings)
         limiter = RedisRateLimiter(client, settings.key_prefix, rate, burst)
     else:
-        limiter = SqliteRateLimiter(embedded.open_database(settings.data_dir), rate, burst)
+        limiter = open_embedded_limiter(settings)
     proxies = TrustedProxies(settings.forwarded_allow_ips)
     return ClientRateLimit(limiter, proxies, settings.backend_retry_after)
+
+
+def open_embedded_limiter(settings: Settings) -> SqliteRateLimiter:
+    db = embedded.open_database(settings.data_dir)
+    return SqliteRateLimiter(db, settings.rate_limit_per_second, settings.rate_limit_burst)
 
 
 def limited(limit: Callable[[], ClientRateLimit]) -> Callable[[Handler], Handler]:
@@ -273,6 +301,8 @@ def limited(limit: Callable[[], ClientRateLimit]) -> Callable[[Handler], Handler
             limit().check(call)
             return handler(call)
 
+        # The async adapter limits the route's async twin by the same mark.
+        checked.rate_limited = True  # type: ignore[attr-defined]
         return checked
 
     return decorate

@@ -42,13 +42,16 @@ _opened: tuple[int, Runtime] | None = None
 
 def open_runtime(settings: config.Settings) -> Runtime:
     state, locks = backend.open_backend(settings)
-    exports = ExportStore(
+    return Runtime(settings, state, locks, open_exports(settings), ratelimit.open_limit(settings))
+
+
+def open_exports(settings: config.Settings) -> ExportStore:
+    return ExportStore(
         settings.export_dir,
         settings.export_max_age,
         disk_reserve=settings.export_disk_reserve,
         quota=settings.export_quota,
     )
-    return Runtime(settings, state, locks, exports, ratelimit.open_limit(settings))
 
 
 def current() -> Runtime:

@@ -25,7 +25,7 @@ REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadin
 
 # Bind an Idempotency-Key to its request ("<counter> <by>") for the key's lifetime:
 # the first binding wins, the same request again is let on, any other is refused (0).
-_BIND_KEY = """
+BIND_KEY = """
 local bound = redis.call('GET', KEYS[1])
 if not bound then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -39,7 +39,7 @@ return 0
 
 # The increment and the record that this key made it, in one atomic step: a retry
 # finds the record and gets the first value back instead of counting again.
-_INCR_ONCE = """
+INCR_ONCE = """
 local done = redis.call('GET', KEYS[2])
 if done then
   return done
@@ -48,6 +48,39 @@ local value = redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], value, 'PX', ARGV[2])
 return value
 """
+
+
+class StateKeys:
+    """Every Redis key of the state, for the sync and the async twin alike."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def kv(self, key: str) -> str:
+        return f"{self.prefix}:kv:{key}"
+
+    def counter(self, name: str) -> str:
+        # The name is a hash tag: a counter and its idempotency records share a
+        # Redis Cluster slot, as a script touching both requires.
+        return f"{self.prefix}:counter:" + "{" + name + "}"
+
+    def binding(self, key: str) -> str:
+        """Where an Idempotency-Key is bound to its first request."""
+        return f"{self.prefix}:idempotency:{key}"
+
+    def done(self, name: str, key: str) -> str:
+        """The record that `key` made its increment of counter `name`, and its value."""
+        return f"{self.counter(name)}:once:{key}"
+
+
+def ttl_ms(ttl: float) -> int:
+    """A TTL in seconds as PX milliseconds, never 0 (Redis refuses PX 0)."""
+    return max(1, int(ttl * 1000))
+
+
+def bound_request(name: str, by: int) -> str:
+    """What an Idempotency-Key is bound to: the counter and the amount."""
+    return f"{name} {by}"
 
 
 class IncrOnce:
@@ -68,14 +101,14 @@ class IncrOnce:
     """
 
     def __init__(self, client: redis.Redis) -> None:
-        self._bind = client.register_script(_BIND_KEY)
-        self._incr = client.register_script(_INCR_ONCE)
+        self._bind = client.register_script(BIND_KEY)
+        self._incr = client.register_script(INCR_ONCE)
 
     def __call__(
         self, *, binding: str, counter: str, done: str, name: str, by: int, ttl: float
     ) -> int:
-        px = max(1, int(ttl * 1000))
-        if not self._bind(keys=[binding], args=[f"{name} {by}", px]):
+        px = ttl_ms(ttl)
+        if not self._bind(keys=[binding], args=[bound_request(name, by), px]):
             raise IdempotencyKeyReused()
         return int(self._incr(keys=[counter, done], args=[by, px]))
 
@@ -106,45 +139,36 @@ class State(Protocol):
 class RedisState:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._redis = client
-        self._prefix = prefix
+        self._keys = StateKeys(prefix)
         self._incr_once = IncrOnce(client)
 
-    def _key(self, kind: str, name: str) -> str:
-        return f"{self._prefix}:{kind}:{name}"
-
-    def _counter(self, name: str) -> str:
-        # The name is a hash tag: a counter and its idempotency records share a
-        # Redis Cluster slot, as a script touching both requires.
-        return f"{self._prefix}:counter:" + "{" + name + "}"
-
     def incr(self, name: str, by: int = 1) -> int:
-        return int(self._redis.incrby(self._counter(name), by))
+        return int(self._redis.incrby(self._keys.counter(name), by))
 
     def incr_once(self, name: str, by: int, key: str, ttl: float) -> int:
-        counter = self._counter(name)
         return self._incr_once(
-            binding=self._key("idempotency", key),
-            counter=counter,
-            done=f"{counter}:once:{key}",
+            binding=self._keys.binding(key),
+            counter=self._keys.counter(name),
+            done=self._keys.done(name, key),
             name=name,
             by=by,
             ttl=ttl,
         )
 
     def get_counter(self, name: str) -> int:
-        raw = self._redis.get(self._counter(name))
+        raw = self._redis.get(self._keys.counter(name))
         return int(raw) if raw is not None else 0
 
     def set(self, key: str, value: bytes | str, ttl: float | None = None) -> None:
         px = int(ttl * 1000) if ttl is not None else None
-        self._redis.set(self._key("kv", key), value, px=px)
+        self._redis.set(self._keys.kv(key), value, px=px)
 
     def set_if_absent(self, key: str, value: bytes | str, ttl: float | None = None) -> bool:
         px = int(ttl * 1000) if ttl is not None else None
-        return bool(self._redis.set(self._key("kv", key), value, px=px, nx=True))
+        return bool(self._redis.set(self._keys.kv(key), value, px=px, nx=True))
 
     def get(self, key: str) -> bytes | None:
-        return self._redis.get(self._key("kv", key))
+        return self._redis.get(self._keys.kv(key))
 
     def ping(self) -> None:
         self._redis.ping()

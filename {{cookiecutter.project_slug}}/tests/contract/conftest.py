@@ -61,6 +61,37 @@ def call() -> Iterator:
         return Answer(response.status_code, {k.lower(): v for k, v in response.items()}, content)
 
     yield send
+{% elif cookiecutter.framework == "aiohttp" %}
+@pytest.fixture(scope="session")
+def call() -> Iterator:
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from {{ cookiecutter.package_name }}.aiohttp_app import create_app
+
+    # One loop for the whole session: the app's runtime belongs to the loop it opened in.
+    with asyncio.Runner() as loop:
+
+        async def start() -> TestClient:
+            client = TestClient(TestServer(await create_app()))
+            await client.start_server()
+            return client
+
+        client = loop.run(start())
+
+        async def request(method: str, path: str, body: bytes, headers: dict) -> Answer:
+            headers = {"Content-Type": "application/json", **headers}
+            async with client.request(method, path, data=body, headers=headers) as response:
+                content = await response.read()
+                headers_ = {k.lower(): v for k, v in response.headers.items()}
+                return Answer(response.status, headers_, content)
+
+        def send(method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Answer:
+            return loop.run(request(method, path, body, headers or {}))
+
+        yield send
+        loop.run(client.close())
 {% else %}
 @pytest.fixture(scope="session")
 def call() -> Iterator:

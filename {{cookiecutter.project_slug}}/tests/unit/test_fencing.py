@@ -20,7 +20,7 @@ import pytest
 
 from {{ cookiecutter.package_name }} import embedded
 from {{ cookiecutter.package_name }}.errors import BackendUnavailable, LockLost
-from {{ cookiecutter.package_name }}.locks import Lease, RedisLocks, Watchdog
+from {{ cookiecutter.package_name }}.locks import Lease, LockKeys, RedisLocks, Watchdog
 
 # JSON clients read numbers as doubles: fences must stay exact there.
 JSON_EXACT = 2**53
@@ -99,7 +99,7 @@ def test_fences_keep_increasing_after_failover_to_a_replica_that_missed_writes(
     )
     name, key_prefix = "job", prefix()
     locks = RedisLocks(primary.client(), key_prefix)
-    _, fence_key = locks._keys(name)
+    fence_key = LockKeys(key_prefix).fence(name)
     synced = take_and_give_back(locks, name, 3)
     wait_for(
         lambda: on_replica.get(fence_key) == str(synced[-1]).encode(),
@@ -192,7 +192,7 @@ def test_a_lease_taken_over_is_recorded_and_its_writes_refused(two_clients) -> N
     taker = None
     if isinstance(locks, RedisLocks):
         # As if the holder had been paused past its TTL: the key expired, another took it.
-        locks._redis.delete(locks._keys("lost")[0])
+        locks._redis.delete(locks._keys.owner("lost"))
         taker = other.acquire("lost", ttl=10, wait=0)
     else:
         time.sleep(1)  # the lease row expires (a flock cannot be taken from a living holder)

@@ -24,7 +24,15 @@ def resolved(**env: str) -> dict:
 
 def test_defaults_are_the_generated_worker_class():
     settings = resolved()
+{% if cookiecutter.worker_class == "aiohttp" %}
+    assert settings["worker_class"] == "aiohttp.GunicornWebWorker"
+    # aiohttp's worker writes the access log itself, in its own syntax; gunicorn's
+    # %(x)s syntax would stop it at boot.
+    assert "%(" not in settings["access_log_format"]
+    assert "%{X-Request-ID}i" in settings["access_log_format"]
+{% else %}
     assert settings["worker_class"] == "{{ cookiecutter.worker_class }}"
+{% endif %}
     assert settings["workers"] >= 2
     assert settings["preload_app"] is False
     assert settings["max_requests"] > 0 and settings["max_requests_jitter"] > 0
@@ -75,3 +83,40 @@ def test_control_socket_is_per_service_or_off():
 def test_unix_socket_is_closed_to_other_users():
     # gunicorn's default umask, 0, creates its unix socket 0777.
     assert resolved()["umask"] & 0o007 == 0o007
+
+
+# Each worker class by the name of the class gunicorn instantiates.
+WORKER_CLASS_NAMES = ["SyncWorker", "ThreadWorker", "GeventWorker", "GunicornWebWorker"]
+_POST_WORKER_INIT = """
+import importlib.util, logging, signal, sys
+
+spec = importlib.util.spec_from_file_location("gunicorn_conf", sys.argv[1])
+conf = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(conf)
+# What gunicorn <= 23's arbiter left in every worker: a handler that reaps any child.
+signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+
+
+class Log:
+    error_log = logging.getLogger("error")
+
+    def info(self, *args):
+        pass
+
+
+worker = type(sys.argv[2], (), {"pid": 1, "log": Log()})()
+conf.post_worker_init(worker)
+print(signal.getsignal(signal.SIGCHLD) is signal.SIG_DFL)
+"""
+
+
+@pytest.mark.parametrize("class_name", WORKER_CLASS_NAMES)
+def test_post_worker_init_restores_sigchld_in_every_worker_class(class_name):
+    # In a process of its own: the hook changes signals, the environment and logging.
+    out = subprocess.run(
+        [sys.executable, "-c", _POST_WORKER_INIT, str(CONFIG), class_name],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "True", out.stdout + out.stderr

@@ -40,6 +40,11 @@ def worker(call: Call) -> Reply:
     )
 
 
+# What each handler reads from its request and how it answers, apart from what
+# it does in between: the async twins (aio_handlers.py) share these, so the two
+# cannot drift in what they accept or say.
+
+
 def idempotency_key(call: Call) -> str | None:
     """The request's Idempotency-Key, checked (the same rule as a name); None if absent."""
     key = call.header("Idempotency-Key")
@@ -51,36 +56,69 @@ def idempotency_key(call: Call) -> str | None:
     return key
 
 
-def incr_counter(call: Call) -> Reply:
+def increment_request(call: Call) -> tuple[str, int, str | None]:
+    """(counter name, by, Idempotency-Key or None)."""
     name = check_name(call.params["name"])
     body = validate(parse_json(call.body, empty_ok=True), schemas.INCREMENT)
-    by, key = int(body.get("by", 1)), idempotency_key(call)
-    rt = runtime.current()
-    if key is None:
-        value = rt.state.incr(name, by)
-    else:
-        # A retry of a request whose answer was lost (or a 503) counts once in all.
-        value = rt.state.incr_once(name, by, key, rt.settings.idempotency_ttl)
+    return name, int(body.get("by", 1)), idempotency_key(call)
+
+
+def counter_reply(name: str, value: int) -> Reply:
     return json_reply(200, {"name": name, "value": value})
 
 
-def get_counter(call: Call) -> Reply:
-    name = check_name(call.params["name"])
-    return json_reply(200, {"name": name, "value": runtime.current().state.get_counter(name)})
-
-
-def locked_increment(call: Call) -> Reply:
+def locked_increment_request(call: Call) -> tuple[str, float]:
+    """(lock name, seconds to hold it)."""
     name = check_name(call.params["name"])
     body = validate(parse_json(call.body, empty_ok=True), schemas.LOCKED_INCREMENT)
-    hold = int(body.get("hold_ms", 0)) / 1000
-    rt = runtime.current()
-    locks = rt.locks
-    with locks.hold(name, ttl=rt.settings.lock_ttl, wait=rt.settings.lock_wait) as lease:
-        # A deliberately non-atomic read-modify-write: only the lock makes it safe.
-        value = int(locks.read_fenced(name, GUARDED_KEY) or 0) + 1
-        time.sleep(hold)
-        locks.write_fenced(lease, GUARDED_KEY, str(value))
-    return json_reply(200, {"name": name, "value": value, "fencing_token": lease.fence})
+    return name, int(body.get("hold_ms", 0)) / 1000
+
+
+def next_value(current: bytes | None) -> int:
+    """A deliberately non-atomic read-modify-write: only the lock makes it safe."""
+    return int(current or 0) + 1
+
+
+def locked_reply(name: str, value: int, fence: int) -> Reply:
+    return json_reply(200, {"name": name, "value": value, "fencing_token": fence})
+
+
+def export_request(call: Call) -> dict:
+    """The arguments of `ExportStore.create` for this request, its content included."""
+    body = validate(parse_json(call.body), schemas.EXPORT)
+    label, size = body["label"], int(body["size_bytes"])
+    return {
+        "chunks": _content(label, size),
+        "size": size,
+        "filename": f"{label}.txt",
+        "content_type": "text/plain; charset=utf-8",
+        "label": label,
+    }
+
+
+def export_reply(meta: dict, status: int = 200) -> Reply:
+    return json_reply(status, _export_view(meta))
+
+
+def download(settings, exports, meta: dict) -> Reply:
+    direct = settings.export_delivery == "direct"
+    return download_reply(
+        filename=meta["filename"],
+        content_type=meta["content_type"],
+        accel_path=exports.accel_path(meta),
+        file=exports.data_path(meta) if direct else None,
+    )
+
+
+def task_request(call: Call) -> tuple[str, list[str], float]:
+    """(task name, the child's argv, its timeout)."""
+    request = schemas.task_request(parse_json(call.body))
+    argv, timeout = tasks.task_argv(request)
+    return request["task"], argv, timeout
+
+
+def task_reply(task: str, done: processes.Completed) -> Reply:
+    return json_reply(200, {"task": task, **done.as_dict()})
 
 
 def _content(label: str, size: int) -> Iterator[bytes]:
@@ -104,36 +142,50 @@ def _export_view(meta: dict) -> dict:
     }
 
 
+# The handlers: parse, act, answer.
+
+
+def incr_counter(call: Call) -> Reply:
+    name, by, key = increment_request(call)
+    rt = runtime.current()
+    if key is None:
+        value = rt.state.incr(name, by)
+    else:
+        # A retry of a request whose answer was lost (or a 503) counts once in all.
+        value = rt.state.incr_once(name, by, key, rt.settings.idempotency_ttl)
+    return counter_reply(name, value)
+
+
+def get_counter(call: Call) -> Reply:
+    name = check_name(call.params["name"])
+    return counter_reply(name, runtime.current().state.get_counter(name))
+
+
+def locked_increment(call: Call) -> Reply:
+    name, hold = locked_increment_request(call)
+    rt = runtime.current()
+    locks = rt.locks
+    with locks.hold(name, ttl=rt.settings.lock_ttl, wait=rt.settings.lock_wait) as lease:
+        value = next_value(locks.read_fenced(name, GUARDED_KEY))
+        time.sleep(hold)
+        locks.write_fenced(lease, GUARDED_KEY, str(value))
+    return locked_reply(name, value, lease.fence)
+
+
 def create_export(call: Call) -> Reply:
-    body = validate(parse_json(call.body), schemas.EXPORT)
-    label, size = body["label"], int(body["size_bytes"])
-    meta = runtime.current().exports.create(
-        _content(label, size),
-        size=size,
-        filename=f"{label}.txt",
-        content_type="text/plain; charset=utf-8",
-        label=label,
-    )
-    return json_reply(201, _export_view(meta))
+    meta = runtime.current().exports.create(**export_request(call))
+    return export_reply(meta, 201)
 
 
 def get_export(call: Call) -> Reply:
-    return json_reply(200, _export_view(runtime.current().exports.get(call.params["export_id"])))
+    return export_reply(runtime.current().exports.get(call.params["export_id"]))
 
 
 def download_export(call: Call) -> Reply:
     rt = runtime.current()
-    meta = rt.exports.get(call.params["export_id"])
-    direct = rt.settings.export_delivery == "direct"
-    return download_reply(
-        filename=meta["filename"],
-        content_type=meta["content_type"],
-        accel_path=rt.exports.accel_path(meta),
-        file=rt.exports.data_path(meta) if direct else None,
-    )
+    return download(rt.settings, rt.exports, rt.exports.get(call.params["export_id"]))
 
 
 def run_task(call: Call) -> Reply:
-    request = schemas.task_request(parse_json(call.body))
-    argv, timeout = tasks.task_argv(request)
-    return json_reply(200, {"task": request["task"], **processes.run(argv, timeout).as_dict()})
+    task, argv, timeout = task_request(call)
+    return task_reply(task, processes.run(argv, timeout))

@@ -1,0 +1,206 @@
+"""Async twins of `locks`: the same Protocol, keys, Lua scripts and fencing, awaited.
+
+Why not redis.asyncio's `Lock`: it keeps its token in a thread-local, and
+every task on a loop runs in one thread, so one task can release another's
+lock; it has no fence either. Here, as in the sync twin, each acquisition is
+a new `Lease` with its own token, never a lock object shared between tasks.
+A busy lock is waited for with `asyncio.sleep` on the sync twin's backoff
+schedule, and a held lease is re-armed by a task, not a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+import redis.asyncio
+
+from ..errors import BackendUnavailable, LockLost, LockTimeout, unavailable_on
+from ..locks import (
+    ACQUIRE,
+    EXTEND,
+    RELEASE,
+    WRITE_FENCED,
+    Lease,
+    LockKeys,
+    Locks,
+    backoff,
+    check_ttl,
+    new_token,
+    renewal_period,
+)
+from ..state import REDIS_UNAVAILABLE
+from .offload import Offload
+
+log = logging.getLogger(__name__)
+
+
+class AsyncLocks(Protocol):
+    """`locks.Locks`, awaited: the same methods, parameters and errors."""
+
+    async def try_acquire(self, name: str, ttl: float) -> Lease | None: ...
+    async def acquire(self, name: str, ttl: float, wait: float) -> Lease: ...
+    async def release(self, lease: Lease) -> bool: ...
+    async def extend(self, lease: Lease, ttl: float) -> bool: ...
+    def hold(self, name: str, ttl: float, wait: float) -> AbstractAsyncContextManager[Lease]: ...
+    async def read_fenced(self, name: str, key: str) -> bytes | None: ...
+    async def write_fenced(self, lease: Lease, key: str, value: bytes | str) -> None: ...
+
+
+class AsyncHolding:
+    """`acquire` and `hold`, the same for every async backend, over its `try_acquire`."""
+
+    async def try_acquire(self, name: str, ttl: float) -> Lease | None:
+        raise NotImplementedError
+
+    async def release(self, lease: Lease) -> bool:
+        raise NotImplementedError
+
+    async def extend(self, lease: Lease, ttl: float) -> bool:
+        raise NotImplementedError
+
+    async def acquire(self, name: str, ttl: float, wait: float) -> Lease:
+        deadline = time.monotonic() + wait
+        for pause in backoff():
+            lease = await self.try_acquire(name, ttl)
+            if lease is not None:
+                return lease
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockTimeout(name, wait)
+            await asyncio.sleep(min(left, pause))
+        raise AssertionError("backoff() never ends")
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str, ttl: float, wait: float) -> AsyncIterator[Lease]:
+        lease = await self.acquire(name, ttl, wait)
+        watchdog = AsyncWatchdog(self, lease, ttl)
+        try:
+            watchdog.start()
+            yield lease
+        finally:
+            # Stopped before the release, so it never re-arms a lease given back.
+            await watchdog.stop()
+            # If the backend is gone the TTL frees the lock; the original error matters more.
+            with contextlib.suppress(BackendUnavailable):
+                await self.release(lease)
+
+
+class AsyncWatchdog:
+    """`locks.Watchdog` as a task: re-arms one lease to `ttl` every ttl/3 while held.
+
+    It is told to stop and then awaited, never cancelled, so an extension under
+    way finishes instead of being cut off mid-command.
+    """
+
+    def __init__(self, locks: AsyncHolding, lease: Lease, ttl: float) -> None:
+        self.lease = lease
+        self.ttl = ttl
+        # Why the lease could not be re-armed, last time it could not; None if it always was.
+        self.failure: str | None = None
+        self.extensions = 0
+        self._locks = locks
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"lock-watchdog {self.lease.name}"
+        )
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._stopping.wait(), renewal_period(self.ttl))
+                return
+            except TimeoutError:
+                pass
+            try:
+                extended = await self._locks.extend(self.lease, self.ttl)
+            except BackendUnavailable as exc:
+                self.failure = f"{type(exc).__name__}: {exc}"
+                log.warning("lock %r: lease not extended, will retry: %s", self.lease.name, exc)
+                continue
+            except Exception as exc:  # in a task nobody awaits yet: record it, stop
+                self.failure = f"{type(exc).__name__}: {exc}"
+                log.exception("lock %r: the lease watchdog failed", self.lease.name)
+                return
+            if not extended:
+                self.failure = "the lease had expired or passed to another holder"
+                log.warning("lock %r: %s", self.lease.name, self.failure)
+                return
+            self.extensions += 1
+
+
+@unavailable_on(*REDIS_UNAVAILABLE)
+class AsyncRedisLocks(AsyncHolding):
+    def __init__(self, client: redis.asyncio.Redis, prefix: str) -> None:
+        self._redis = client
+        self._keys = LockKeys(prefix)
+        self._acquire = client.register_script(ACQUIRE)
+        self._release = client.register_script(RELEASE)
+        self._extend = client.register_script(EXTEND)
+        self._write = client.register_script(WRITE_FENCED)
+
+    async def try_acquire(self, name: str, ttl: float) -> Lease | None:
+        check_ttl(ttl)
+        token = new_token()
+        keys = [self._keys.owner(name), self._keys.fence(name)]
+        result = await self._acquire(keys=keys, args=[token, int(ttl * 1000)])
+        return None if result is None else Lease(name, token, int(result))
+
+    async def release(self, lease: Lease) -> bool:
+        owner = self._keys.owner(lease.name)
+        return bool(await self._release(keys=[owner], args=[lease.token]))
+
+    async def extend(self, lease: Lease, ttl: float) -> bool:
+        """Reset the remaining TTL to `ttl`, only while the lease still holds."""
+        check_ttl(ttl)
+        owner = self._keys.owner(lease.name)
+        return bool(await self._extend(keys=[owner], args=[lease.token, int(ttl * 1000)]))
+
+    async def read_fenced(self, name: str, key: str) -> bytes | None:
+        return await self._redis.get(self._keys.data(name, key))
+
+    async def write_fenced(self, lease: Lease, key: str, value: bytes | str) -> None:
+        name = lease.name
+        keys = [self._keys.owner(name), self._keys.fence(name), self._keys.data(name, key)]
+        if not await self._write(keys=keys, args=[lease.token, lease.fence, value]):
+            raise LockLost(lease.name)
+
+
+class OffloadedLocks(AsyncHolding):
+    """A sync `Locks` (the embedded flock one) whose calls run on `offload`.
+
+    `acquire` is AsyncHolding's: a non-blocking try on the pool, then
+    `asyncio.sleep`, so a wait for a busy lock holds no thread at all.
+    """
+
+    def __init__(self, locks: Locks, offload: Offload) -> None:
+        self._locks = locks
+        self._offload = offload
+
+    async def try_acquire(self, name: str, ttl: float) -> Lease | None:
+        return await self._offload(self._locks.try_acquire, name, ttl)
+
+    async def release(self, lease: Lease) -> bool:
+        return await self._offload(self._locks.release, lease)
+
+    async def extend(self, lease: Lease, ttl: float) -> bool:
+        return await self._offload(self._locks.extend, lease, ttl)
+
+    async def read_fenced(self, name: str, key: str) -> bytes | None:
+        return await self._offload(self._locks.read_fenced, name, key)
+
+    async def write_fenced(self, lease: Lease, key: str, value: bytes | str) -> None:
+        await self._offload(self._locks.write_fenced, lease, key, value)

@@ -1,0 +1,95 @@
+"""What each aiohttp worker opens once, inside its own event loop.
+
+The async twin of `runtime`: a redis.asyncio client belongs to the loop that
+made it (its pool has no pid check, and a second loop fails with "Event loop
+is closed"), so nothing here is opened at import or in the gunicorn master:
+the adapter opens it in its cleanup context, in the worker's loop, and
+closes it there when the worker stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from .. import backend, config, ratelimit, runtime
+from ..breaker import Breaker
+from ..exports import ExportStore
+from .breaker import GuardedAsyncLocks, GuardedAsyncState
+from .locks import AsyncLocks, AsyncRedisLocks, OffloadedLocks
+from .offload import FILE_THREADS, STORE_THREADS, Offload
+from .ratelimit import (
+    AsyncClientRateLimit,
+    AsyncRateLimiter,
+    AsyncRedisRateLimiter,
+    OffloadedRateLimiter,
+)
+from .state import AsyncRedisState, AsyncState, OffloadedState
+
+
+@dataclass(frozen=True)
+class AsyncRuntime:
+    settings: config.Settings
+    state: AsyncState
+    locks: AsyncLocks
+    # The sync store: its calls are blocking file work, run on `files`.
+    exports: ExportStore
+    limiter: AsyncClientRateLimit
+    # The embedded backend's calls.
+    store: Offload
+    # Export writes and reads.
+    files: Offload
+
+
+_current: AsyncRuntime | None = None
+
+
+def current() -> AsyncRuntime:
+    """This worker's runtime; the adapter opens it before the first request."""
+    if _current is None:
+        raise RuntimeError("the async runtime is not open: call it from a request handler")
+    return _current
+
+
+@contextlib.asynccontextmanager
+async def opened(settings: config.Settings) -> AsyncIterator[AsyncRuntime]:
+    """Open the runtime in the running loop, make it `current()`, close it at the end."""
+    global _current
+    async with contextlib.AsyncExitStack() as stack:
+        store = Offload(STORE_THREADS, "store")
+        stack.callback(store.close)
+        files = Offload(FILE_THREADS, "files")
+        stack.callback(files.close)
+        state: AsyncState
+        locks: AsyncLocks
+        limiter: AsyncRateLimiter
+        if settings.redis_url:
+            client = backend.make_async_client(settings)
+            stack.push_async_callback(client.aclose)
+            prefix = settings.key_prefix
+            state, locks = AsyncRedisState(client, prefix), AsyncRedisLocks(client, prefix)
+            rate, burst = settings.rate_limit_per_second, settings.rate_limit_burst
+            limiter = AsyncRedisRateLimiter(client, prefix, rate, burst)
+        else:
+            sync_state, sync_locks = await store(backend.open_embedded, settings)
+            state, locks = OffloadedState(sync_state, store), OffloadedLocks(sync_locks, store)
+            sync_limiter = await store(ratelimit.open_embedded_limiter, settings)
+            limiter = OffloadedRateLimiter(sync_limiter, store)
+        # One breaker for state and locks, as in the sync runtime.
+        guard = Breaker(settings.backend_retry_after)
+        proxies = ratelimit.TrustedProxies(settings.forwarded_allow_ips)
+        opened_runtime = AsyncRuntime(
+            settings=settings,
+            state=GuardedAsyncState(state, guard),
+            locks=GuardedAsyncLocks(locks, guard),
+            exports=runtime.open_exports(settings),
+            limiter=AsyncClientRateLimit(limiter, proxies, settings.backend_retry_after),
+            store=store,
+            files=files,
+        )
+        _current = opened_runtime
+        try:
+            yield opened_runtime
+        finally:
+            _current = None

@@ -1,0 +1,129 @@
+"""The aiohttp adapter: the route table mounted in aiohttp, and one way to answer.
+
+gunicorn's aiohttp worker awaits `create_app` inside each worker's event
+loop. Everything bound to that loop (the Redis client, the thread pools) is
+opened by the cleanup context below, in the worker, and closed there when it
+stops; nothing is opened at import or in the gunicorn master. A view here
+only hands the path parameters, body and headers to a handler's async twin
+(`aio.routes`) and turns its `Reply` into an aiohttp response.
+
+Nothing on the loop may block: one blocking call stalls every request this
+worker holds. The handlers await the toolkit's async twins (`aio`), which
+run whatever must block on thread pools of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from . import config, routes, runtime
+from .aio import routes as aio_routes
+from .aio import runtime as aio_runtime
+from .errors import ConfigError, ServiceError
+from .replies import Call, Reply, error_reply, internal_error_reply, status_reply
+
+# nginx refuses larger bodies with 413 first; this guards direct connections.
+MAX_BODY_BYTES = 1 << 20
+# The worker's runtime, for code that prefers `request.app[RUNTIME]` to `aio.runtime.current()`.
+RUNTIME = web.AppKey("runtime", aio_runtime.AsyncRuntime)
+# What aiohttp's own refusals say, as sentences (its reasons are two words).
+MESSAGES = {
+    404: "There is nothing at this path.",
+    405: "This path does not accept that method.",
+    413: f"The request body is larger than the {MAX_BODY_BYTES} bytes this service accepts.",
+}
+
+log = logging.getLogger(__name__)
+
+
+def to_response(reply: Reply) -> web.StreamResponse:
+    """The one place a `Reply` becomes an aiohttp response."""
+    if reply.file is not None:
+        # Sent by the loop with sendfile, never read into memory or blocking it.
+        response: web.StreamResponse = web.FileResponse(reply.file, status=reply.status)
+        response.headers.update(reply.headers)
+        return response
+    if reply.body is None:
+        # An empty body and no type unless the reply names one (a download's).
+        return web.Response(status=reply.status, headers=reply.headers)
+    response = web.Response(
+        status=reply.status, body=json.dumps(reply.body).encode(), headers=reply.headers
+    )
+    response.content_type = "application/json"
+    return response
+
+
+def _view(handler: Callable[[Call], Awaitable[Reply]]):
+    async def view(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        call = Call.of(request.match_info, body, request.headers.items(), request.remote)
+        return to_response(await handler(call))
+
+    view.__name__ = handler.__name__
+    return view
+
+
+def _allow(exc: web.HTTPException) -> str:
+    allowed = set(getattr(exc, "allowed_methods", ()) or ())
+    return ", ".join(sorted(allowed | {"OPTIONS"}))
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler) -> web.StreamResponse:
+    """Every error in the service's JSON shape, aiohttp's own 404, 405 and 413 included."""
+    try:
+        return await handler(request)
+    except ServiceError as exc:
+        return to_response(error_reply(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 405:
+            # OPTIONS on a route is 204 with Allow, as in every adapter; any other
+            # method the route lacks is 405 with the same Allow.
+            headers = {"Allow": _allow(exc)}
+            if request.method == "OPTIONS":
+                return to_response(Reply(204, None, headers))
+            return to_response(status_reply(405, MESSAGES[405], headers))
+        message = MESSAGES.get(exc.status, exc.reason)
+        return to_response(status_reply(exc.status, message))
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return to_response(internal_error_reply())
+
+
+def _settings() -> config.Settings:
+    """The settings, or the worker stops with one sentence (gunicorn then stops too)."""
+    try:
+        return config.load()
+    except ConfigError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(runtime.WORKER_BOOT_ERROR) from None
+
+
+async def create_app() -> web.Application:
+    settings = _settings()
+
+    async def open_runtime(app: web.Application) -> AsyncIterator[None]:
+        try:
+            async with aio_runtime.opened(settings) as opened:
+                app[RUNTIME] = opened
+                yield
+        except ConfigError as exc:
+            print(f"Configuration error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(runtime.WORKER_BOOT_ERROR) from None
+
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
+    app.cleanup_ctx.append(open_runtime)
+    for route in routes.ROUTES:
+        view = _view(aio_routes.async_handler(route))
+        if route.method == "GET":
+            app.router.add_get(route.path, view)  # HEAD too, as in every adapter
+        else:
+            app.router.add_route(route.method, route.path, view)
+    return app
