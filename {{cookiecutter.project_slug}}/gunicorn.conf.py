@@ -23,9 +23,12 @@ _DEFAULT_APP = "{{ cookiecutter.package_name }}.aiohttp_app:create_app"
 {% else %}
 _DEFAULT_APP = "{{ cookiecutter.package_name }}.flask_app:app"
 {% endif %}
-# Worker classes that keep client connections open between requests; the sync
-# worker closes every one. nginx's upstream keepalive follows this (the stack reads it).
-_KEEPS_CONNECTIONS = {"gthread", "gevent", "aiohttp.GunicornWebWorker"}
+# Worker classes whose idle connections nginx may keep and reuse; the sync worker
+# closes every one. nginx's upstream keepalive follows this (the stack reads it).
+# Not aiohttp's: when it stops (recycled by max_requests, reloaded), it closes its
+# idle connections at once, and a request nginx sends on one at that moment is lost
+# (502, and a POST is never retried): 2 of ~2,900 requests while workers recycled.
+_KEEPS_CONNECTIONS = {"gthread", "gevent"}
 # nginx waits this much longer than gunicorn lets a worker run, so gunicorn's own
 # limit (and its log line) comes first.
 _NGINX_READ_MARGIN_SECONDS = 30
@@ -137,7 +140,7 @@ _CLASS_NAMES = {
     "SyncWorker": "sync",
     "ThreadWorker": "gthread",
     "GeventWorker": "gevent",
-    "GunicornWebWorker": "aiohttp.GunicornWebWorker",
+    "GunicornWebWorker": "aiohttp",
 }
 
 

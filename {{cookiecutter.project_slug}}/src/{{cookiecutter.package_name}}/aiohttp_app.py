@@ -18,8 +18,10 @@ import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from http import HTTPStatus
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from . import config, routes, runtime
 from .aio import routes as aio_routes
@@ -56,6 +58,13 @@ def to_response(reply: Reply) -> web.StreamResponse:
     )
     response.content_type = "application/json"
     return response
+
+
+def _aiohttp_path(path: str) -> str:
+    # aiohttp matches a path with an encoded slash still encoded ("a%2Fb" is one
+    # segment) and hands the parameter over decoded ("a/b"). A parameter may hold
+    # no percent sign, so such a path routes nowhere (404), as in every adapter.
+    return routes.PARAM.sub(r"{\1:[^/%]+}", path)
 
 
 def _view(handler: Callable[[Call], Awaitable[Reply]]):
@@ -97,6 +106,33 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         return to_response(internal_error_reply())
 
 
+def _answer_own_errors_in_json() -> None:
+    """aiohttp refuses some requests itself, before any middleware sees them (a
+    control character in a header value, which nginx lets through), with a
+    text/plain page that echoes the offending line. It has no setting for that
+    page, so its one writer, `RequestHandler.handle_error`, is wrapped: it still
+    logs and closes the connection, and answers in the service's JSON error
+    shape, echoing nothing of the request."""
+    original = RequestHandler.handle_error
+    if getattr(original, "answers_json", False):
+        return
+
+    def handle_error(self, request, status=500, exc=None, message=None):
+        original(self, request, status, exc, message)  # logs; raises if already sent
+        if status >= 500:
+            reply = internal_error_reply()
+        else:
+            phrase = HTTPStatus(status).phrase  # aiohttp refuses with standard codes only
+            message = f"The server refused the request before reading it ({phrase})."
+            reply = status_reply(status, message)
+        response = to_response(reply)
+        response.force_close()
+        return response
+
+    handle_error.answers_json = True  # type: ignore[attr-defined]
+    RequestHandler.handle_error = handle_error  # type: ignore[method-assign]
+
+
 def _settings() -> config.Settings:
     """The settings, or the worker stops with one sentence (gunicorn then stops too)."""
     try:
@@ -108,6 +144,7 @@ def _settings() -> config.Settings:
 
 async def create_app() -> web.Application:
     settings = _settings()
+    _answer_own_errors_in_json()
 
     async def open_runtime(app: web.Application) -> AsyncIterator[None]:
         try:
@@ -123,7 +160,7 @@ async def create_app() -> web.Application:
     for route in routes.ROUTES:
         view = _view(aio_routes.async_handler(route))
         if route.method == "GET":
-            app.router.add_get(route.path, view)  # HEAD too, as in every adapter
+            app.router.add_get(_aiohttp_path(route.path), view)  # HEAD too, as elsewhere
         else:
-            app.router.add_route(route.method, route.path, view)
+            app.router.add_route(route.method, _aiohttp_path(route.path), view)
     return app

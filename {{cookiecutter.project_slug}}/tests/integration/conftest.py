@@ -87,6 +87,11 @@ def redis_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def rate_limited_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+{% if cookiecutter.framework == "aiohttp" %}
+    """A low shared rate limit (1 a second, a burst of 5) over three workers."""
+    env = {
+        "WEB_CONCURRENCY": "3",
+{% else %}
     """A low shared rate limit (1 a second, a burst of 5) over three sync workers.
 
     Sync workers take one request at a time, so concurrent requests must spread
@@ -95,6 +100,7 @@ def rate_limited_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[obj
     env = {
         "WEB_CONCURRENCY": "3",
         "GUNICORN_WORKER_CLASS": "sync",
+{% endif %}
         "RATE_LIMIT_PER_SECOND": "1",
         "RATE_LIMIT_BURST": "5",
     }

@@ -47,7 +47,7 @@ def test_a_lease_is_not_tied_to_the_thread_that_took_it(locks):
 def test_extend_resets_the_ttl_instead_of_adding_to_it(locks):
     lease = locks.acquire("c", ttl=10, wait=0)
     assert locks.extend(lease, 2)
-    owner_key, _ = locks._keys("c")
+    owner_key = locks._keys.owner("c")
     assert locks._redis.pttl(owner_key) <= 2000
     locks.release(lease)
 
