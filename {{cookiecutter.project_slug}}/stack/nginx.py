@@ -103,7 +103,10 @@ def _path(value: Path, what: str) -> str:
 def upstream_keepalive(gunicorn: GunicornSettings) -> str:
     """The upstream block's keepalive lines, or a comment saying why there are none."""
     if not gunicorn.keeps_connections:
-        return f"# No idle connections kept: the {gunicorn.worker_class} worker closes every one."
+        return (
+            f"# No idle connections kept for the {gunicorn.worker_class} worker "
+            "(gunicorn.conf.py's _KEEPS_CONNECTIONS says why)."
+        )
     idle = min(UPSTREAM_IDLE_SECONDS, gunicorn.keepalive - KEEPALIVE_MARGIN_SECONDS)
     if idle < 1:
         return (

@@ -14,13 +14,14 @@ run whatever must block on thread pools of their own.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 
-from aiohttp import web
+from aiohttp import web, web_runner
 from aiohttp.web_protocol import RequestHandler
 
 from . import config, routes, runtime
@@ -33,6 +34,9 @@ from .replies import Call, Reply, error_reply, internal_error_reply, status_repl
 MAX_BODY_BYTES = 1 << 20
 # The worker's runtime, for code that prefers `request.app[RUNTIME]` to `aio.runtime.current()`.
 RUNTIME = web.AppKey("runtime", aio_runtime.AsyncRuntime)
+# A stopping worker lets the connections it accepted last start this long before it
+# closes its connections (see _settle_before_closing).
+SETTLE_SECONDS = 0.25
 # What aiohttp's own refusals say, as sentences (its reasons are two words).
 MESSAGES = {
     404: "There is nothing at this path.",
@@ -63,8 +67,8 @@ def to_response(reply: Reply) -> web.StreamResponse:
 def _aiohttp_path(path: str) -> str:
     # aiohttp matches a path with an encoded slash still encoded ("a%2Fb" is one
     # segment) and hands the parameter over decoded ("a/b"). A parameter may hold
-    # no percent sign, so such a path routes nowhere (404), as in every adapter.
-    return routes.PARAM.sub(r"{\1:[^/%]+}", path)
+    # no encoded slash, so such a path routes nowhere (404), as in every adapter.
+    return routes.PARAM.sub(r"{\1:(?:[^/%]|%(?!2[Ff]))+}", path)
 
 
 def _view(handler: Callable[[Call], Awaitable[Reply]]):
@@ -133,6 +137,29 @@ def _answer_own_errors_in_json() -> None:
     RequestHandler.handle_error = handle_error  # type: ignore[method-assign]
 
 
+def _settle_before_closing() -> None:
+    """A connection accepted just before a worker stops (recycled, reloaded, TERM)
+    gets its request handler a loop iteration or two later. aiohttp 3.14 marks every
+    connection closing as soon as its sites stop, and one marked before its handler
+    started ignores the request that then arrives: the request waits out the whole
+    shutdown timeout (seen: 8 requests hung until their clients gave up, at each
+    reload under load). So the sites stop first, those connections get
+    SETTLE_SECONDS to start, and only then does aiohttp's own cleanup close them,
+    letting every request it has read finish."""
+    original = web_runner.BaseRunner.cleanup
+    if getattr(original, "settles", False):
+        return
+
+    async def cleanup(self) -> None:
+        for site in list(self.sites):
+            await site.stop()
+        await asyncio.sleep(SETTLE_SECONDS)
+        await original(self)
+
+    cleanup.settles = True  # type: ignore[attr-defined]
+    web_runner.BaseRunner.cleanup = cleanup  # type: ignore[method-assign]
+
+
 def _settings() -> config.Settings:
     """The settings, or the worker stops with one sentence (gunicorn then stops too)."""
     try:
@@ -145,6 +172,7 @@ def _settings() -> config.Settings:
 async def create_app() -> web.Application:
     settings = _settings()
     _answer_own_errors_in_json()
+    _settle_before_closing()
 
     async def open_runtime(app: web.Application) -> AsyncIterator[None]:
         try:

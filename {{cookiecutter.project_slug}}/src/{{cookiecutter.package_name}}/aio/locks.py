@@ -191,7 +191,18 @@ class OffloadedLocks(AsyncHolding):
         self._offload = offload
 
     async def try_acquire(self, name: str, ttl: float) -> Lease | None:
-        return await self._offload(self._locks.try_acquire, name, ttl)
+        attempt = asyncio.ensure_future(self._offload(self._locks.try_acquire, name, ttl))
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            # The thread goes on, and may take the flock, which only its holder can
+            # free: whatever it takes is given back as soon as it has it.
+            attempt.add_done_callback(self._give_back)
+            raise
+
+    def _give_back(self, attempt: asyncio.Future) -> None:
+        if not attempt.cancelled() and attempt.exception() is None and attempt.result():
+            self._offload.submit(self._locks.release, attempt.result())
 
     async def release(self, lease: Lease) -> bool:
         return await self._offload(self._locks.release, lease)

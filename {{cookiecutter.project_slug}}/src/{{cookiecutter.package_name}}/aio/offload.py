@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -38,6 +38,10 @@ class Offload:
     async def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    def submit(self, fn: Callable[..., object], *args: object) -> Future:
+        """Run a blocking call on this pool without awaiting it (clean-up nobody waits for)."""
+        return self._executor.submit(fn, *args)
 
     def close(self) -> None:
         """Refuse new work and drop queued work; calls under way finish on their own."""
