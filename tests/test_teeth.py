@@ -1,6 +1,8 @@
 """The integration proofs have teeth: each fails against the naive code it guards against.
 
-Each framework's generated gthread project's own integration files run against
+Each framework's generated project, with that framework's default worker class
+(the first of cookiecutter.json's table: gthread for Flask and Django, aiohttp's
+own worker for aiohttp), runs its own integration files against
 tests/naive/naive_app.py, which is the real service with one function swapped
 for the mistake teams really make. pytest must report failed tests (exit 1):
 passing would mean the proof proves nothing, and an error or a collection
@@ -25,6 +27,8 @@ TEETH_TIMEOUT = 600
 REAL_APPS = {
     "flask": "{package}.flask_app:app",
     "django": "{package}.django_project.wsgi:application",
+    # An async factory, awaited by aiohttp's worker in each worker's own event loop.
+    "aiohttp": "{package}.aiohttp_app:create_app",
 }
 # (framework, variant, the proof it must fail)
 CASES = [
@@ -39,7 +43,20 @@ CASES = [
     ("django", "local_counter", "test_shared_counters.py"),
     ("django", "no_lock", "test_lock_exclusion.py"),
     ("django", "fixed_path", "test_export_downloads.py"),
+    # aiohttp's adapter mounts async twins of the handlers: naive_app swaps those
+    ("aiohttp", "local_counter", "test_shared_counters.py"),
+    ("aiohttp", "no_lock", "test_lock_exclusion.py"),
+    ("aiohttp", "fixed_path", "test_export_downloads.py"),
+    # a worker whose SIGCHLD handler reaps any child, as gunicorn 23's arbiter left it
+    ("aiohttp", "reaping_sigchld", "test_child_processes.py"),
+    # a handler that holds its lock with time.sleep, stopping the worker's event loop
+    ("aiohttp", "blocking_sleep", "test_event_loop.py"),
 ]
+
+
+def default_worker_class(framework: str) -> str:
+    """The framework's default worker class: its first in cookiecutter.json's table."""
+    return questions()["_worker_classes_by_framework"][framework][0]
 
 
 @pytest.mark.parametrize(
@@ -47,7 +64,7 @@ CASES = [
     [case for case in CASES if case[0] in questions()["framework"]],
 )
 def test_proof_fails_against_the_naive_app(generate, framework, variant, proof):
-    project = generate(framework=framework, worker_class="gthread")
+    project = generate(framework=framework, worker_class=default_worker_class(framework))
     project.install()
     package = project.package_name
     proof_path = project.path / "tests" / "integration" / proof

@@ -3,24 +3,32 @@
 Loaded by gunicorn instead of the real app (APP_MODULE=naive_app:app) with
 NAIVE_VARIANT naming one mistake teams really make:
 
-  local_counter   counters in a module-level dict, one per worker process
-  locmem_counter  (Django) the real counters on Django's LocMemCache, one per process
-  no_lock         the locked read-modify-write without any lock
-  fixed_path      every export written to one fixed path, then moved
+  local_counter    counters in a module-level dict, one per worker process
+  locmem_counter   (Django) the real counters on Django's LocMemCache, one per process
+  no_lock          the locked read-modify-write without any lock
+  fixed_path       every export written to one fixed path, then moved
+  reaping_sigchld  (aiohttp) the real app in a worker with a SIGCHLD handler that
+                   reaps any child, as every worker inherited from gunicorn 23's arbiter
+  blocking_sleep   (aiohttp) the locked increment holds its lock with time.sleep,
+                   blocking the worker's event loop, instead of asyncio.sleep
 
 NAIVE_PACKAGE is the generated package and NAIVE_APP the real app
-("module:attribute", e.g. "<package>.django_project.wsgi:application").
-Each variant swaps one function of the package's `examples.handlers` module
-(and, in a Django project, the counter handlers its adapter mounts instead),
-or, for locmem_counter, Django's cache setting; everything else is the real
-service.
+("module:attribute", e.g. "<package>.django_project.wsgi:application", or
+"<package>.aiohttp_app:create_app", an async factory). Each variant swaps one
+function of the package's `examples.handlers` module (and, in a Django project,
+the counter handlers its adapter mounts instead; in an aiohttp project, the
+async twins of `examples.aio_handlers.TWINS` the adapter mounts instead), or,
+for locmem_counter, Django's cache setting, or, for reaping_sigchld, the
+worker's SIGCHLD disposition; everything else is the real service.
 """
 
+import asyncio
 import hashlib
 import importlib
 import itertools
 import json
 import os
+import signal
 import time
 
 _package = os.environ["NAIVE_PACKAGE"]
@@ -58,8 +66,11 @@ def unlocked_increment(call):
 
 
 def fixed_path_export(call):
+    return write_to_fixed_path(call, runtime.current().exports)
+
+
+def write_to_fixed_path(call, store):
     body = inputs.validate(inputs.parse_json(call.body), schemas.EXPORT)
-    store = runtime.current().exports
     store.work.mkdir(parents=True, exist_ok=True)
     fixed = store.work / "export.txt"
     export_id = os.urandom(16).hex()
@@ -99,21 +110,109 @@ def use_locmem_cache():
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 
+# The aiohttp adapter mounts the async twins of `examples.aio_handlers.TWINS`; these
+# make the same mistakes on its event loop. They import the package's `aio` modules
+# only when called, so only in an aiohttp project.
+
+
+def aio_runtime():
+    return importlib.import_module(f"{_package}.aio.runtime").current()
+
+
+async def async_local_incr(call):
+    return local_incr(call)
+
+
+async def async_local_get(call):
+    return local_get(call)
+
+
+async def async_unlocked_increment(call):
+    name = call.params["name"]
+    body = inputs.validate(inputs.parse_json(call.body, empty_ok=True), schemas.LOCKED_INCREMENT)
+    state = aio_runtime().state
+    key = f"naive:{name}"
+    value = int(await state.get(key) or 0) + 1
+    await asyncio.sleep(body.get("hold_ms", 0) / 1000)
+    await state.set(key, str(value))
+    return replies.json_reply(200, {"name": name, "value": value, "fencing_token": next(_fences)})
+
+
+async def async_fixed_path_export(call):
+    rt = aio_runtime()
+    return await rt.files(write_to_fixed_path, call, rt.exports)
+
+
+async def blocking_locked_increment(call):
+    """The real twin, but the hold is time.sleep: the whole worker stops meanwhile."""
+    name, hold = handlers.locked_increment_request(call)
+    rt = aio_runtime()
+    locks = rt.locks
+    async with locks.hold(name, ttl=rt.settings.lock_ttl, wait=rt.settings.lock_wait) as lease:
+        value = handlers.next_value(await locks.read_fenced(name, handlers.GUARDED_KEY))
+        time.sleep(hold)
+        await locks.write_fenced(lease, handlers.GUARDED_KEY, str(value))
+    return handlers.locked_reply(name, value, lease.fence)
+
+
+def reap_any_child(signum, frame):
+    """gunicorn 23's arbiter handler as a worker inherited it: reap whatever child ended."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if not pid:
+            return
+
+
+def reaping(factory):
+    """The app factory, run after the handler is installed. gunicorn.conf.py's
+    post_worker_init (and aiohttp's worker) reset SIGCHLD before the worker awaits
+    the factory, so only a handler installed here survives into the serving loop."""
+
+    async def app():
+        signal.signal(signal.SIGCHLD, reap_any_child)
+        return await factory()
+
+    return app
+
+
 _VARIANTS = {
     "local_counter": {"incr_counter": local_incr, "get_counter": local_get},
     "locmem_counter": {},
     "no_lock": {"locked_increment": unlocked_increment},
     "fixed_path": {"create_export": fixed_path_export},
+    "reaping_sigchld": {},
+    "blocking_sleep": {},
+}
+_ASYNC_VARIANTS = {
+    "local_counter": {"incr_counter": async_local_incr, "get_counter": async_local_get},
+    "no_lock": {"locked_increment": async_unlocked_increment},
+    "fixed_path": {"create_export": async_fixed_path_export},
+    "reaping_sigchld": {},
+    "blocking_sleep": {"locked_increment": blocking_locked_increment},
 }
 _variant = os.environ["NAIVE_VARIANT"]
-_django = importlib.import_module(_package).FRAMEWORK == "django"
+_framework = importlib.import_module(_package).FRAMEWORK
+_django = _framework == "django"
+_aiohttp = _framework == "aiohttp"
 if _variant == "locmem_counter" and not _django:
     raise SystemExit("NAIVE_VARIANT=locmem_counter needs a Django project.")
+if _variant in {"reaping_sigchld", "blocking_sleep"} and not _aiohttp:
+    raise SystemExit(f"NAIVE_VARIANT={_variant} needs an aiohttp project.")
 
 # Swapped before the app (and so the route table) is imported.
 for _name, _function in _VARIANTS[_variant].items():
     _function.__name__ = _name
     setattr(handlers, _name, _function)
+if _aiohttp:
+    # The aiohttp adapter mounts the async twins, read from this dict when its
+    # route module is imported (with the app, below): swap those too.
+    _twins = importlib.import_module(f"{_package}.examples.aio_handlers").TWINS
+    for _name, _function in _ASYNC_VARIANTS[_variant].items():
+        _function.__name__ = _name
+        _twins[_name] = _function
 if _django:
     # The Django adapter mounts its own counter handlers (through django.core.cache)
     # in place of the shared ones: swap those too.
@@ -126,3 +225,5 @@ if _django:
 
 _module, _attribute = os.environ["NAIVE_APP"].split(":")
 app = getattr(importlib.import_module(_module), _attribute)
+if _variant == "reaping_sigchld":
+    app = reaping(app)
