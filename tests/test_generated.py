@@ -209,9 +209,12 @@ def test_resolved_gunicorn_settings_fit_the_worker_class(project, nginx_dir):
     assert read_timeouts, "the nginx config sets no proxy_read_timeout"
     for value in read_timeouts:
         assert seconds(value) > settings["timeout"], (value, settings["timeout"])
+    # nginx keeps idle connections only to gthread and gevent workers (the sync worker
+    # closes every one; aiohttp's closes them at once when it stops: gunicorn.conf.py).
+    assert settings["keeps_connections"] == (worker_class in ("gthread", "gevent"))
     # Workers that keep connections must keep them longer than nginx does, so
     # nginx closes an idle connection first and never reuses one being closed.
-    if worker_class != "sync":
+    if settings["keeps_connections"]:
         upstream_idle = [
             seconds(value)
             for block in re.findall(r"upstream\s+\S+\s*\{(.*?)\}", conf, re.DOTALL)
