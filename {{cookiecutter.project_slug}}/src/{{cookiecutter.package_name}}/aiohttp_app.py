@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 
@@ -27,7 +26,7 @@ from aiohttp.web_protocol import RequestHandler
 from . import config, routes, runtime
 from .aio import routes as aio_routes
 from .aio import runtime as aio_runtime
-from .errors import ConfigError, ServiceError
+from .errors import ServiceError
 from .replies import Call, Reply, error_reply, internal_error_reply, status_reply
 
 # nginx refuses larger bodies with 413 first; this guards direct connections.
@@ -162,11 +161,8 @@ def _settle_before_closing() -> None:
 
 def _settings() -> config.Settings:
     """The settings, or the worker stops with one sentence (gunicorn then stops too)."""
-    try:
+    with runtime.config_errors_stop_the_worker():
         return config.load()
-    except ConfigError as exc:
-        print(f"Configuration error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(runtime.WORKER_BOOT_ERROR) from None
 
 
 async def create_app() -> web.Application:
@@ -175,13 +171,10 @@ async def create_app() -> web.Application:
     _settle_before_closing()
 
     async def open_runtime(app: web.Application) -> AsyncIterator[None]:
-        try:
+        with runtime.config_errors_stop_the_worker():
             async with aio_runtime.opened(settings) as opened:
                 app[RUNTIME] = opened
                 yield
-        except ConfigError as exc:
-            print(f"Configuration error: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(runtime.WORKER_BOOT_ERROR) from None
 
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
     app.cleanup_ctx.append(open_runtime)

@@ -10,9 +10,11 @@ of answering 500s.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import backend, config, ratelimit
@@ -66,10 +68,18 @@ def current() -> Runtime:
         return _opened[1]
 
 
-def boot() -> Runtime:
-    """Open the runtime at worker start; a configuration error ends the worker."""
+@contextlib.contextmanager
+def config_errors_stop_the_worker() -> Iterator[None]:
+    """A configuration error inside ends the worker with one sentence and gunicorn's
+    boot-error status, for every adapter."""
     try:
-        return current()
+        yield
     except ConfigError as exc:
         print(f"Configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(WORKER_BOOT_ERROR) from None
+
+
+def boot() -> Runtime:
+    """Open the runtime at worker start; a configuration error ends the worker."""
+    with config_errors_stop_the_worker():
+        return current()
