@@ -85,13 +85,13 @@ _requested_workers = _env_int("GUNICORN_WORKERS", 0) or _env_int("WEB_CONCURRENC
 workers = max(2, _requested_workers or default_workers(worker_class, cpus))
 # gthread: requests per worker at once; other classes ignore it.
 threads = _env_int("GUNICORN_THREADS", 4) if worker_class == "gthread" else 1
-# gevent: open connections per worker; each waits cheaply on I/O. gthread: a worker
-# accepts up to this many even while all its threads are busy, and nginx's kept-alive
-# upstream connections then pile onto one worker (30 concurrent 0.3 s tasks on 3
-# workers: 2.4 s at 1000, 1.6 s at 8), so gthread accepts only twice its threads.
-worker_connections = _env_int(
-    "GUNICORN_WORKER_CONNECTIONS", 2 * threads if worker_class == "gthread" else 1000
-)
+# Connections a gevent or gthread worker holds open at once. Never fewer than nginx
+# may open: a worker at its limit stops accepting, and nginx's kept-alive upstream
+# connections are not closed under load, so a new one waited in the listen backlog
+# (gthread at 2 x threads, 32 clients on 3 workers: p99 0.6-1.5 s; at 1000: 50 ms,
+# sync 18 ms). The price: a burst of slow requests can crowd one worker's threads
+# (30 concurrent 0.3 s requests finished in 1.3 s, against 1.0 s at 2 x threads).
+worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000)
 # A worker silent this long is killed; nginx's proxy_read_timeout is set above it.
 # A sync worker is silent for a whole request, so its default must outlast the
 # longest one the service allows (a 60 s task); other classes beat in between.
@@ -105,9 +105,13 @@ graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
 # Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
 # connections first and never sends a request on one gunicorn is closing.
 keepalive = _env_int("GUNICORN_KEEPALIVE", 75) if keeps_connections else 2
-# Recycle workers now and then, at staggered moments, to bound slow leaks.
-max_requests = _env_int("GUNICORN_MAX_REQUESTS", 1000)
-max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 100)
+# Recycle workers now and then, at staggered moments, to bound slow leaks. Each new
+# worker imports the whole app (about 0.45 s of CPU): at 1000, under load, every
+# worker was replaced every few seconds and it cost 28-40 % of throughput (make
+# bench). preload_app (a fork instead of an import) won back only 0-25 % of that,
+# and is unsafe with gevent; at 20000 the cost is within the bench's noise.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 20000)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
 # The heartbeat file on a disk-backed /tmp can stall workers; /dev/shm is memory.
 _SHM = "/dev/shm"  # noqa: S108 (memory-backed, only for the heartbeat file)
 worker_tmp_dir = _SHM if os.access(_SHM, os.W_OK) else None

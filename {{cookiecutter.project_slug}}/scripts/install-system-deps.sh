@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Install the two system programs the local stack runs: nginx and redis-server.
-# Does nothing when both are there; installs them with apt-get when run as root
+# Install the two system programs the local stack runs: nginx and redis-server;
+# with the argument `bench`, also wrk, the load generator of `make bench`.
+# Does nothing when they are there; installs them with apt-get when run as root
 # on Debian or Ubuntu; otherwise says what to install and exits 1. The stack
 # starts its own nginx and Redis, so no system service is left running.
 set -o errexit -o nounset -o pipefail
 
-readonly PACKAGES=(nginx redis-server)
+PACKAGES=(nginx redis-server)
+if [[ "${1:-}" == "bench" ]]; then
+    PACKAGES+=(wrk)
+fi
+readonly PACKAGES
 # Debian installs nginx into /usr/sbin, which a normal user's PATH lacks.
 readonly EXTRA_PATH="/usr/sbin:/usr/local/sbin:/sbin"
 
@@ -13,12 +18,19 @@ have() {
     PATH="${PATH}:${EXTRA_PATH}" command -v "$1" >/dev/null 2>&1
 }
 
-if have nginx && have redis-server; then
+have_all() {
+    local package
+    for package in "${PACKAGES[@]}"; do
+        have "${package}" || return 1
+    done
+}
+
+if have_all; then
     exit 0
 fi
 
 if [[ "${EUID}" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-system-deps: install nginx and redis-server with your system's package manager (as root on Debian or Ubuntu: apt-get install nginx redis-server)." >&2
+    echo "install-system-deps: install ${PACKAGES[*]} with your system's package manager (as root on Debian or Ubuntu: apt-get install ${PACKAGES[*]})." >&2
     exit 1
 fi
 
@@ -55,7 +67,7 @@ elif command -v service >/dev/null 2>&1; then
     service redis-server stop >/dev/null 2>&1 || true
 fi
 
-if ! (have nginx && have redis-server); then
-    echo "install-system-deps: apt-get finished but nginx or redis-server is still missing." >&2
+if ! have_all; then
+    echo "install-system-deps: apt-get finished but one of ${PACKAGES[*]} is still missing." >&2
     exit 1
 fi

@@ -43,9 +43,10 @@ def test_tuned_per_worker_class(worker_class):
     settings = resolved(GUNICORN_WORKER_CLASS=worker_class)
     assert settings["worker_class"] == worker_class
     assert (settings["threads"] > 1) == (worker_class == "gthread")
-    if worker_class == "gthread":
-        # More would let one worker hoard nginx's kept-alive connections.
-        assert settings["worker_connections"] <= 2 * settings["threads"]
+    if worker_class in ("gthread", "gevent"):
+        # Fewer than nginx may open leaves new connections waiting in the listen
+        # backlog behind kept-alive ones that stay open under load.
+        assert settings["worker_connections"] >= 1000
     if worker_class == "sync":
         assert settings["workers"] == 2 * settings["cpus"] + 1
         # A sync worker is silent for a whole request: the longest task (60 s) must fit.

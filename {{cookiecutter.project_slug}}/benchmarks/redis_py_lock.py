@@ -1,0 +1,95 @@
+"""The service with its locked increment under redis-py's own `Lock` instead of ours.
+
+The reference for the locks measure: the same read, hold and write of the
+same key, in the same handler, behind the same rate limit, but locked the way
+redis-py's documentation shows (`client.lock(...)`, its defaults otherwise),
+with no fencing token. gunicorn loads it as APP_MODULE=redis_py_lock:{{ 'create_app' if cookiecutter.framework == 'aiohttp' else 'app' }}.
+"""
+
+import os
+{% if cookiecutter.framework == "aiohttp" %}
+import asyncio
+
+import redis.asyncio
+
+from {{ cookiecutter.package_name }}.aio import runtime
+from {{ cookiecutter.package_name }}.examples import aio_handlers, handlers
+
+KEY_PREFIX = "bench:redis-py-lock"
+_clients = {}
+
+
+def client():
+    """One client per worker's event loop, as the service keeps its own."""
+    loop = asyncio.get_running_loop()
+    if loop not in _clients:
+        _clients[loop] = redis.asyncio.Redis.from_url(os.environ["REDIS_URL"])
+    return _clients[loop]
+
+
+async def locked_increment(call):
+    name, hold = handlers.locked_increment_request(call)
+    settings = runtime.current().settings
+    store = client()
+    # A new Lock per request: one shared Lock object keeps its token in a
+    # threading.local that every task on the loop shares.
+    lock = store.lock(
+        f"{KEY_PREFIX}:lock:{name}", timeout=settings.lock_ttl, blocking_timeout=settings.lock_wait
+    )
+    key = f"{KEY_PREFIX}:value:{name}"
+    async with lock:
+        value = handlers.next_value(await store.get(key))
+        await asyncio.sleep(hold)
+        await store.set(key, value)
+    return handlers.locked_reply(name, value, 0)
+
+
+# Swapped before the app, and so its route table, is imported: aiohttp's adapter
+# mounts this twin, behind the route's rate limit.
+aio_handlers.TWINS["locked_increment"] = locked_increment
+
+from {{ cookiecutter.package_name }}.aiohttp_app import create_app  # noqa: E402, F401
+{% else %}
+import time
+
+import redis
+
+from {{ cookiecutter.package_name }} import runtime
+from {{ cookiecutter.package_name }}.examples import handlers
+
+KEY_PREFIX = "bench:redis-py-lock"
+_clients = {}
+
+
+def client():
+    """One client per worker process (a pool must not cross a fork)."""
+    pid = os.getpid()
+    if pid not in _clients:
+        _clients[pid] = redis.Redis.from_url(os.environ["REDIS_URL"])
+    return _clients[pid]
+
+
+def locked_increment(call):
+    name, hold = handlers.locked_increment_request(call)
+    settings = runtime.current().settings
+    store = client()
+    lock = store.lock(
+        f"{KEY_PREFIX}:lock:{name}", timeout=settings.lock_ttl, blocking_timeout=settings.lock_wait
+    )
+    key = f"{KEY_PREFIX}:value:{name}"
+    with lock:
+        value = handlers.next_value(store.get(key))
+        time.sleep(hold)
+        store.set(key, value)
+    return handlers.locked_reply(name, value, 0)
+
+
+# Swapped before the app, and so its route table, is imported: the route keeps
+# its rate limit.
+handlers.locked_increment = locked_increment
+{% if cookiecutter.framework == "django" %}
+from {{ cookiecutter.package_name }}.django_project.wsgi import application as app  # noqa: E402, F401
+{% else %}
+from {{ cookiecutter.package_name }}.flask_app import app  # noqa: E402, F401
+{% endif %}
+{% endif %}
