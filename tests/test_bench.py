@@ -47,5 +47,6 @@ def test_quick_bench_writes_every_measure(project):
     # compare gthread with sync only where both can run (not aiohttp's app).
     assert compared >= MEASURES - {"worker_classes"}
     for check in results["checks"]:
-        assert check["ratio"] > 0, check
+        # None where no request was answered at all (the naive setup may answer none).
+        assert check["ratio"] is None or check["ratio"] >= 0, check
     assert (out / "results.png").read_bytes().startswith(PNG_SIGNATURE)

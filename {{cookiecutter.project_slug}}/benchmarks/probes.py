@@ -9,6 +9,7 @@ a stalled service shows as unanswered requests rather than as fewer sent.
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
 import statistics
 import threading
@@ -27,62 +28,82 @@ PROBE_TIMEOUT_SECONDS = 5.0
 
 
 class SlowDownloads:
-    """`count` clients downloading `path` again and again, each at a slow pace."""
+    """`count` clients downloading `path` again and again, each at a slow pace.
+
+    They run in a process of their own: as threads of this one they took the
+    GIL from the probe's threads and made the service look slower than it was.
+    """
 
     def __init__(self, base_url: str, path: str, count: int) -> None:
-        self._parts = urlsplit(base_url)
-        self._path = path
-        self._stop = threading.Event()
-        self._receiving = threading.Semaphore(0)
-        self._threads = [
-            threading.Thread(target=self._client, name=f"slow-{n}", daemon=True)
-            for n in range(count)
-        ]
+        context = multiprocessing.get_context("fork")
+        self._receiving = context.Event()
+        self._stop = context.Event()
+        self._process = context.Process(
+            target=_slow_clients,
+            args=(base_url, path, count, self._receiving, self._stop),
+            name="slow-downloads",
+            daemon=True,
+        )
 
     def __enter__(self) -> SlowDownloads:
-        for thread in self._threads:
-            thread.start()
+        self._process.start()
         # The measure starts once every client receives its body.
-        for _ in self._threads:
-            if not self._receiving.acquire(timeout=30):
-                break
+        self._receiving.wait(timeout=30)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        self._process.join(timeout=15)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
 
-    def _client(self) -> None:
+
+def _slow_clients(base_url: str, path: str, count: int, receiving, stop) -> None:
+    parts = urlsplit(base_url)
+    started = threading.Semaphore(0)
+
+    def client() -> None:
         first = True
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
-                self._download(first)
+                _slow_download(parts, path, stop, started if first else None)
             except OSError:
                 time.sleep(0.1)
             first = False
 
-    def _download(self, signal_start: bool) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RECEIVE_BUFFER)
-        sock.settimeout(PROBE_TIMEOUT_SECONDS * 6)
-        with sock:
-            sock.connect((self._parts.hostname, self._parts.port))
-            host = self._parts.netloc
-            head = f"GET {self._path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-            sock.sendall(head.encode("ascii"))
-            began = time.monotonic()
-            received = 0
-            while not self._stop.is_set():
-                chunk = sock.recv(16 * 1024)
-                if not chunk:
-                    return
-                if signal_start and received == 0:
-                    self._receiving.release()
-                received += len(chunk)
-                ahead = began + received / SLOW_BYTES_PER_SECOND - time.monotonic()
-                if ahead > 0:
-                    self._stop.wait(ahead)
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for _ in threads:
+        if not started.acquire(timeout=30):
+            break
+    receiving.set()
+    for thread in threads:
+        thread.join()
+
+
+def _slow_download(parts, path: str, stop, started: threading.Semaphore | None) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RECEIVE_BUFFER)
+    sock.settimeout(PROBE_TIMEOUT_SECONDS * 6)
+    with sock:
+        sock.connect((parts.hostname, parts.port))
+        host = parts.netloc
+        head = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        sock.sendall(head.encode("ascii"))
+        began = time.monotonic()
+        received = 0
+        while not stop.is_set():
+            chunk = sock.recv(16 * 1024)
+            if not chunk:
+                return
+            if started is not None and received == 0:
+                started.release()
+            received += len(chunk)
+            ahead = began + received / SLOW_BYTES_PER_SECOND - time.monotonic()
+            if ahead > 0:
+                stop.wait(ahead)
 
 
 @dataclass(frozen=True)
@@ -114,21 +135,17 @@ def probe(url: str, *, per_second: float, seconds: float) -> Probed:
     """GET `url` `per_second` times a second for `seconds`, on schedule; 2xx counts."""
     total = max(1, round(per_second * seconds))
     latencies: list[float] = []
-    unanswered = 0
     guard = threading.Lock()
 
     def one() -> None:
-        nonlocal unanswered
         started = time.perf_counter()
         try:
             ok = requests.get(url, timeout=PROBE_TIMEOUT_SECONDS).ok
         except requests.RequestException:
             ok = False
-        with guard:
-            if ok:
+        if ok:
+            with guard:
                 latencies.append((time.perf_counter() - started) * 1000)
-            else:
-                unanswered += 1
 
     workers = int(per_second * PROBE_TIMEOUT_SECONDS) + 1
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe") as pool:

@@ -37,11 +37,18 @@ def write_json(path: Path, context: dict, measures: list[Measure], checks: list[
             for measure in measures
         },
     }
-    path.write_text(json.dumps(document, indent=2, allow_nan=False, default=_finite) + "\n")
+    path.write_text(json.dumps(_no_nan(document), indent=2, allow_nan=False) + "\n")
 
 
-def _finite(value: object) -> object:
-    raise TypeError(f"not JSON: {value!r}")
+def _no_nan(value: object) -> object:
+    """NaN (no request answered, so no latency) becomes null, which JSON has."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _no_nan(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(item) for item in value]
+    return value
 
 
 def write_chart(path: Path, title: str, checks: list[Check], classes: Measure | None) -> None:
