@@ -6,9 +6,9 @@ redis-py's documentation shows (`client.lock(...)`, its defaults otherwise),
 with no fencing token. gunicorn loads it as APP_MODULE=redis_py_lock:{{ 'create_app' if cookiecutter.framework == 'aiohttp' else 'app' }}.
 """
 
-import os
 {% if cookiecutter.framework == "aiohttp" %}
 import asyncio
+import os
 
 import redis.asyncio
 
@@ -50,6 +50,7 @@ aio_handlers.TWINS["locked_increment"] = locked_increment
 
 from {{ cookiecutter.package_name }}.aiohttp_app import create_app  # noqa: E402, F401
 {% else %}
+import os
 import time
 
 import redis
