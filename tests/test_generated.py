@@ -179,7 +179,7 @@ def test_resolved_gunicorn_settings_fit_the_worker_class(project, nginx_dir):
     worker_class = worker_class_of(project)
     settings = project.resolved_gunicorn_settings()
 
-    assert settings["worker_class"] == CONFIGURED_AS.get(worker_class, worker_class)
+    assert settings["worker_class_name"] == CONFIGURED_AS.get(worker_class, worker_class)
     assert settings["workers"] >= 2, "one worker would hide every multi-worker bug"
     if worker_class == "gthread":
         assert settings["threads"] > 1

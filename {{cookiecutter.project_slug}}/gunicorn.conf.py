@@ -56,7 +56,7 @@ def usable_cpus():
     return max(1, cpus or 1)
 
 
-def default_workers(worker_class, cpus):
+def default_workers(worker_class_name, cpus):
     # sync serves one request per process; threaded and green workers need fewer.
     if worker_class == "sync":
         return 2 * cpus + 1
@@ -76,28 +76,36 @@ umask = 0o007
 limit_request_line = 8190
 limit_request_fields = 32768
 limit_request_field_size = 8190
-worker_class = _env("GUNICORN_WORKER_CLASS", _DEFAULT_WORKER_CLASS)
+# The class by its gunicorn name (sync, gthread, gevent); the settings below follow it.
+worker_class_name = _env("GUNICORN_WORKER_CLASS", _DEFAULT_WORKER_CLASS)
+{% if cookiecutter.framework != "aiohttp" %}
+# gthread runs as gunicorn's own worker that accepts only with a free thread
+# (gthread_worker.py says why): what gunicorn is given to load.
+_RUN_AS = {"gthread": "{{ cookiecutter.package_name }}.gthread_worker.FreeThreadWorker"}
+worker_class = _RUN_AS.get(worker_class_name, worker_class_name)
+{% else %}
+worker_class = worker_class_name
+{% endif %}
 cpus = usable_cpus()
 # GUNICORN_WORKERS, or the conventional WEB_CONCURRENCY; never fewer than 2 workers.
 # compose passes GUNICORN_WORKERS: gunicorn itself does int(WEB_CONCURRENCY) before
 # it reads this file, so an empty WEB_CONCURRENCY would kill it at import.
 _requested_workers = _env_int("GUNICORN_WORKERS", 0) or _env_int("WEB_CONCURRENCY", 0)
-workers = max(2, _requested_workers or default_workers(worker_class, cpus))
+workers = max(2, _requested_workers or default_workers(worker_class_name, cpus))
 # gthread: requests per worker at once; other classes ignore it.
-threads = _env_int("GUNICORN_THREADS", 4) if worker_class == "gthread" else 1
-# Connections a gevent or gthread worker holds open at once. Never fewer than nginx
-# may open: a worker at its limit stops accepting, and nginx's kept-alive upstream
-# connections are not closed under load, so a new one waited in the listen backlog
-# (gthread at 2 x threads, 32 clients on 3 workers: p99 0.6-1.5 s; at 1000: 50 ms,
-# sync 18 ms). The price: a burst of slow requests can crowd one worker's threads
-# (30 concurrent 0.3 s requests finished in 1.3 s, against 1.0 s at 2 x threads).
+threads = _env_int("GUNICORN_THREADS", 4) if worker_class_name == "gthread" else 1
+# Connections a gevent or gthread worker holds open at once, idle kept-alive ones
+# included. Never fewer than nginx may open: a worker at its limit stops accepting,
+# nginx's kept-alive connections are not closed under load, and a new one waited in
+# the listen backlog (at 2 x threads, 32 clients on 3 workers: p99 0.6-1.5 s). A
+# gthread worker with no free thread stops accepting anyway (gthread_worker.py).
 worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000)
 # A worker silent this long is killed; nginx's proxy_read_timeout is set above it.
 # A sync worker is silent for a whole request, so its default must outlast the
 # longest one the service allows (a 60 s task); other classes beat in between.
-timeout = _env_int("GUNICORN_TIMEOUT", 90 if worker_class == "sync" else 30)
+timeout = _env_int("GUNICORN_TIMEOUT", 90 if worker_class_name == "sync" else 30)
 # Derived for nginx, not gunicorn settings: the one place these rules live.
-keeps_connections = worker_class in _KEEPS_CONNECTIONS
+keeps_connections = worker_class_name in _KEEPS_CONNECTIONS
 nginx_read_timeout = timeout + _NGINX_READ_MARGIN_SECONDS
 # On TERM, requests get this long to finish; compose's stop_grace_period exceeds it.
 # aiohttp's worker gives its server 95 % of it as the shutdown timeout.
@@ -143,6 +151,7 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}i)s'
 _CLASS_NAMES = {
     "SyncWorker": "sync",
     "ThreadWorker": "gthread",
+    "FreeThreadWorker": "gthread",
     "GeventWorker": "gevent",
     "GunicornWebWorker": "aiohttp",
 }
@@ -256,8 +265,8 @@ def _answer_own_errors_in_json():
 def resolved():
     names = [
         "wsgi_app", "bind", "umask", "limit_request_line", "limit_request_fields",
-        "limit_request_field_size", "worker_class", "cpus", "workers", "threads",
-        "worker_connections", "timeout", "graceful_timeout", "keepalive",
+        "limit_request_field_size", "worker_class_name", "worker_class", "cpus", "workers",
+        "threads", "worker_connections", "timeout", "graceful_timeout", "keepalive",
         "max_requests", "max_requests_jitter", "worker_tmp_dir", "control_socket",
         "control_socket_disable", "forwarded_allow_ips", "preload_app", "pidfile",
         "accesslog", "errorlog", "loglevel", "access_log_format",

@@ -88,9 +88,10 @@ def gunicorn_settings(env: dict[str, str]) -> GunicornSettings:
             raise StackError(f"{GUNICORN_CONF.name} printed {key}={value!r}, not a number.")
         return int(value)
 
-    worker_class = printed.get("worker_class")
+    # By its gunicorn name (gthread), not the class gunicorn is given to load.
+    worker_class = printed.get("worker_class_name")
     if not isinstance(worker_class, str) or not worker_class:
-        raise StackError(f"{GUNICORN_CONF.name} printed worker_class={worker_class!r}.")
+        raise StackError(f"{GUNICORN_CONF.name} printed worker_class_name={worker_class!r}.")
     return GunicornSettings(
         worker_class=worker_class,
         timeout=number("timeout"),

@@ -25,13 +25,14 @@ def resolved(**env: str) -> dict:
 def test_defaults_are_the_generated_worker_class():
     settings = resolved()
 {% if cookiecutter.worker_class == "aiohttp" %}
+    assert settings["worker_class_name"] == "aiohttp.GunicornWebWorker"
     assert settings["worker_class"] == "aiohttp.GunicornWebWorker"
     # aiohttp's worker writes the access log itself, in its own syntax; gunicorn's
     # %(x)s syntax would stop it at boot.
     assert "%(" not in settings["access_log_format"]
     assert "%{X-Request-ID}i" in settings["access_log_format"]
 {% else %}
-    assert settings["worker_class"] == "{{ cookiecutter.worker_class }}"
+    assert settings["worker_class_name"] == "{{ cookiecutter.worker_class }}"
 {% endif %}
     assert settings["workers"] >= 2
     assert settings["preload_app"] is False
@@ -41,7 +42,10 @@ def test_defaults_are_the_generated_worker_class():
 @pytest.mark.parametrize("worker_class", ["sync", "gthread", "gevent"])
 def test_tuned_per_worker_class(worker_class):
     settings = resolved(GUNICORN_WORKER_CLASS=worker_class)
-    assert settings["worker_class"] == worker_class
+    assert settings["worker_class_name"] == worker_class
+    # gthread runs as the worker that accepts only with a free thread.
+    runs_as = {"gthread": "{{ cookiecutter.package_name }}.gthread_worker.FreeThreadWorker"}
+    assert settings["worker_class"] == runs_as.get(worker_class, worker_class)
     assert (settings["threads"] > 1) == (worker_class == "gthread")
     if worker_class in ("gthread", "gevent"):
         # Fewer than nginx may open leaves new connections waiting in the listen
@@ -87,7 +91,13 @@ def test_unix_socket_is_closed_to_other_users():
 
 
 # Each worker class by the name of the class gunicorn instantiates.
-WORKER_CLASS_NAMES = ["SyncWorker", "ThreadWorker", "GeventWorker", "GunicornWebWorker"]
+WORKER_CLASS_NAMES = [
+    "SyncWorker",
+    "ThreadWorker",
+    "FreeThreadWorker",
+    "GeventWorker",
+    "GunicornWebWorker",
+]
 _POST_WORKER_INIT = """
 import importlib.util, logging, signal, sys
 

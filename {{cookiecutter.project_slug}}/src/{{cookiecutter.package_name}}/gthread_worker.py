@@ -1,0 +1,50 @@
+"""gunicorn's gthread worker, taking a new connection only while it has a free thread.
+
+gunicorn's gthread worker accepts until it holds `worker_connections` connections,
+idle kept-alive ones included, and nginx keeps its upstream connections alive.
+Both settings of that one number fail under several workers (make bench, 3 workers
+of 4 threads on 2 CPUs):
+
+- low (2 x threads): nginx's kept-alive connections fill every worker, and a new
+  one waits in the listen backlog until some connection closes, which under load
+  none does: p99 0.6-1.5 s at 32 clients, against 18 ms for sync workers;
+- high (gunicorn's 1000): whichever worker wakes first takes every connection a
+  burst opens and queues its requests behind its own four threads while the other
+  workers idle (30 concurrent 0.3 s requests took 1.3 s instead of 1.0 s), and as
+  nginx goes on reusing those connections, the load never spreads.
+
+gunicorn has no setting for "accept only with a free thread", so this subclass
+adds it over gunicorn 27's own hooks: a worker whose threads are all busy stops
+listening, and a new connection goes to a worker that can serve it now. Idle
+kept-alive connections cost nothing but `worker_connections`, which is therefore
+high. A request arriving on a connection the worker already holds still queues
+there, as in gunicorn's worker.
+"""
+
+from gunicorn.workers.gthread import ThreadWorker
+
+
+class FreeThreadWorker(ThreadWorker):
+    """gthread that listens for new connections only while a thread is free."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Requests handed to the thread pool and not finished yet. Only the main
+        # loop changes it: both hooks below run there (finish_request is deferred
+        # to it through gunicorn's method queue).
+        self.in_flight = 0
+
+    def set_accept_enabled(self, enabled):
+        # gunicorn's run loop calls this whenever its own connection limit says
+        # "accept" and the listener is off, so a freed thread turns it back on.
+        super().set_accept_enabled(enabled and self.in_flight < self.cfg.threads)
+
+    def enqueue_req(self, conn):
+        self.in_flight += 1
+        super().enqueue_req(conn)
+        if self.in_flight >= self.cfg.threads:
+            self.set_accept_enabled(False)
+
+    def finish_request(self, conn, fs):
+        self.in_flight -= 1
+        super().finish_request(conn, fs)
