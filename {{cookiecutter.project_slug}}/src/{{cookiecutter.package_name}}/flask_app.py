@@ -35,8 +35,14 @@ def to_response(reply: Reply) -> Response:
         # sets its file's type below.
         del response.headers["Content-Type"]
     else:
-        response = Response(json.dumps(reply.body), status=reply.status)
-        response.mimetype = "application/json"
+        # Type and headers given to the constructor: setting them afterwards parsed
+        # and rebuilt the header list, a third of this function's cost (make bench).
+        return Response(
+            json.dumps(reply.body),
+            status=reply.status,
+            headers=reply.headers,
+            mimetype="application/json",
+        )
     response.headers.update(reply.headers)
     return response
 
