@@ -160,9 +160,13 @@ _CLASS_NAMES = {
 def on_starting(server):
     # Where workers note their tasks' child groups, so the master can kill what a
     # dead worker left (child_exit below). Made once; a HUP reload keeps it.
-    from {{ cookiecutter.package_name }} import children
+    from {{ cookiecutter.package_name }} import children, metrics_files
 
     children.make_dir()
+    # Where every worker writes its metrics (prometheus_client's multiprocess mode),
+    # emptied here, once per start, before any worker forks: a previous run's files
+    # would be counted again. A HUP reload keeps it, and so keeps the counts.
+    metrics_files.prepare()
 {% if cookiecutter.framework == "django" %}
     _migrate()
 {% endif %}
@@ -171,17 +175,20 @@ def on_starting(server):
 def child_exit(server, worker):
     # Runs in the master once a worker is gone, however it died (SIGKILL at the end
     # of the graceful timeout included): its tasks' children must not outlive it.
-    from {{ cookiecutter.package_name }} import children
+    from {{ cookiecutter.package_name }} import children, metrics_files
 
     killed = children.kill_left_by(worker.pid)
     if killed:
         server.log.warning("Killed %s child process group(s) left by worker %s", killed, worker.pid)
+    # Its live gauges go (it is no longer running); its counters stay in the totals.
+    metrics_files.mark_dead(worker.pid)
 
 
 def on_exit(server):
-    from {{ cookiecutter.package_name }} import children
+    from {{ cookiecutter.package_name }} import children, metrics_files
 
     children.remove_dir()
+    metrics_files.remove()
 
 
 {% if cookiecutter.framework == "django" %}
@@ -233,6 +240,11 @@ def post_worker_init(worker):
 {% if cookiecutter.framework != "aiohttp" %}
     _answer_own_errors_in_json()
 {% endif %}
+    # Counted among the running workers (gunicorn_workers) from now on. Imported
+    # here, in the worker, after gevent's patching: prometheus_client loads ssl.
+    from {{ cookiecutter.package_name }} import metrics
+
+    metrics.worker_started()
     # Tools (the local stack among them) wait for one such line per worker.
     worker.log.info("Worker ready (pid: %s)", worker.pid)
 

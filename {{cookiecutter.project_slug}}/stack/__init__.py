@@ -20,7 +20,7 @@ from types import TracebackType
 
 from stack import procs
 from stack.errors import StackError
-from stack.nginx import NginxSite, write_config
+from stack.nginx import METRICS_ALLOW_DEFAULT, NginxSite, write_config
 from stack.project import (
     PROJECT_ROOT,
     STATIC_DIR,
@@ -67,6 +67,7 @@ class Stack:
         if self.backend not in {"redis", "embedded"}:
             raise StackError(f"the backend must be redis or embedded, not {self.backend!r}.")
         self.data_dir = self.run_dir / "data"
+        self.metrics_dir = self.run_dir / "metrics"
         self.gunicorn_log = self.run_dir / "gunicorn.log"
         self.gunicorn_socket = self.run_dir / "gunicorn.sock"
         self.export_dir = self.run_dir / "exports"
@@ -316,6 +317,8 @@ class Stack:
             GUNICORN_ERRORLOG=str(self.gunicorn_log),
             GUNICORN_ACCESSLOG=str(self.access_log),
             GUNICORN_PIDFILE=str(self.run_dir / "gunicorn.pid"),
+            # Every worker's metrics files, emptied by gunicorn's master at each start.
+            PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
         )
         return env
 
@@ -379,6 +382,7 @@ class Stack:
             server_names=env.get("NGINX_SERVER_NAMES", ""),
             client_max_body_size=env.get("NGINX_CLIENT_MAX_BODY_SIZE", "").strip() or "1m",
             access_log=self.nginx_access_log,
+            metrics_allow_from=env.get("METRICS_ALLOW_FROM", "").strip() or METRICS_ALLOW_DEFAULT,
         )
 
     def _start_nginx(self, program: str) -> None:

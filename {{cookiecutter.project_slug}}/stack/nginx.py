@@ -9,6 +9,7 @@ read timeout, are derived from gunicorn's resolved settings.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import string
@@ -28,6 +29,9 @@ UPSTREAM_IDLE_SECONDS = 60
 KEEPALIVE_MARGIN_SECONDS = 5
 # Idle connections nginx keeps open to gunicorn.
 UPSTREAM_IDLE_CONNECTIONS = 16
+# Who may read /metrics when METRICS_ALLOW_FROM is unset: loopback (the stack listens
+# there only; the container entrypoint adds its compose network instead).
+METRICS_ALLOW_DEFAULT = "127.0.0.0/8 ::1"
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 _BODY_SIZE = re.compile(r"[0-9]+[kKmMgG]?")
@@ -72,6 +76,8 @@ class NginxSite:
     server_names: str = ""
     client_max_body_size: str = "1m"
     access_log: Path | None = None
+    # Addresses and networks that may read /metrics, separated by spaces or commas.
+    metrics_allow_from: str = METRICS_ALLOW_DEFAULT
 
     @property
     def nginx_conf(self) -> Path:
@@ -121,6 +127,20 @@ def upstream_keepalive(gunicorn: GunicornSettings) -> str:
     )
 
 
+def metrics_access(allow_from: str) -> str:
+    """nginx's allow/deny lines for /metrics: each address or network, then nobody else."""
+    allowed = []
+    for item in allow_from.replace(",", " ").split():
+        try:
+            allowed.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise StackError(
+                f"METRICS_ALLOW_FROM holds {item!r}, which is not an address or network "
+                "(e.g. 127.0.0.1, 10.0.0.0/8, ::1)."
+            ) from None
+    return " ".join([*(f"allow {network};" for network in allowed), "deny all;"])
+
+
 def user_directive() -> str:
     """`user` only as root: then nginx's workers would otherwise run as nobody."""
     if os.geteuid() != 0:
@@ -152,6 +172,7 @@ def values(site: NginxSite) -> dict[str, str]:
         "NGINX_ACCESS_LOG": _path(site.access_log or site.conf_dir / "access.log", "access log"),
         "STATIC_DIR": _path(site.static_dir, "static directory"),
         "EXPORT_DIR": _path(site.export_dir, "EXPORT_DIR"),
+        "NGINX_METRICS_ACCESS": metrics_access(site.metrics_allow_from),
         # stack.conf
         "NGINX_USER_DIRECTIVE": user_directive(),
         "NGINX_DIR": _path(site.conf_dir, "nginx directory"),

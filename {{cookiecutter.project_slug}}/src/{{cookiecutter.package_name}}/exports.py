@@ -34,6 +34,7 @@ from typing import BinaryIO
 
 from filelock import FileLock, Timeout
 
+from . import metrics
 from .errors import InsufficientStorage, LockTimeout, NotFound
 
 # The internal nginx location that serves <root>/files/ (deploy/nginx/app.conf.template
@@ -122,6 +123,7 @@ class ExportStore:
                 os.chmod(workdir, DIR_MODE)
                 # The publish: one rename of the whole directory, atomic on one filesystem.
                 os.rename(workdir, self.files / export_id)
+                metrics.export_written(written)
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
         return meta

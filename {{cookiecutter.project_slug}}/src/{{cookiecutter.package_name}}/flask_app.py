@@ -13,7 +13,7 @@ import logging
 from flask import Flask, Response, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from . import routes, runtime
+from . import metrics, routes, runtime
 from .errors import ServiceError
 from .replies import Call, Reply, error_reply, internal_error_reply, status_reply
 from .routes import Route
@@ -29,6 +29,8 @@ def to_response(reply: Reply) -> Response:
     if reply.file is not None:
         response = send_file(reply.file, mimetype=reply.headers.get("Content-Type"))
         response.status_code = reply.status
+    elif reply.raw is not None:
+        return Response(reply.raw, status=reply.status, headers=reply.headers)
     elif reply.body is None:
         response = Response(b"", status=reply.status)
         # An empty body has no type (Response would say text/html); a download
@@ -75,6 +77,8 @@ def create_app() -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # "/api/counters//incr" is a missing name (404), not a redirect to another URL.
     app.url_map.merge_slashes = False
+    # Every request counted and timed by route pattern, 404s and errors included.
+    app.wsgi_app = metrics.InstrumentedWSGI(app.wsgi_app, [r.path for r in routes.ROUTES])
     for route in routes.ROUTES:
         app.add_url_rule(
             _flask_path(route.path),

@@ -1,15 +1,17 @@
-"""Health answers for load balancers and orchestrators, for every framework.
+"""Answers for what watches the service, for every framework.
 
 `/healthz` says the process is up and touches nothing; `/readyz` asks the
 shared-state backend, so a worker that cannot reach Redis is taken out of
-rotation instead of failing requests.
+rotation instead of failing requests. `/metrics` is for Prometheus: the
+whole service's figures, whichever worker answers (`metrics`); nginx lets
+only the scraper's addresses read it.
 """
 
 from __future__ import annotations
 
-from . import runtime
+from . import metrics, runtime
 from .errors import BackendUnavailable
-from .replies import Call, Reply, json_reply
+from .replies import Call, Reply, json_reply, text_reply
 
 
 def healthz(call: Call) -> Reply:
@@ -29,3 +31,8 @@ def readyz(call: Call) -> Reply:
     except BackendUnavailable as exc:
         return unready(exc)
     return READY
+
+
+def scrape(call: Call) -> Reply:
+    content, content_type = metrics.exposition()
+    return text_reply(200, content, content_type)

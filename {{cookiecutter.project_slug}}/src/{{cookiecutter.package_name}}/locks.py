@@ -52,6 +52,7 @@ from typing import Protocol
 
 import redis
 
+from . import metrics
 from .errors import BackendUnavailable, LockLost, LockTimeout, unavailable_on
 from .state import REDIS_UNAVAILABLE
 
@@ -173,6 +174,19 @@ def new_token() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(16)}"
 
 
+@contextlib.contextmanager
+def waiting_counted() -> Iterator[None]:
+    """Time an acquisition inside for the metrics, and count it if it timed out
+    (both twins' `hold`); one the backend failed is neither."""
+    started = time.monotonic()
+    try:
+        yield
+    except LockTimeout:
+        metrics.lock_waited(time.monotonic() - started, timed_out=True)
+        raise
+    metrics.lock_waited(time.monotonic() - started)
+
+
 class Holding:
     """`hold`, the same for every backend: acquire, keep alive, always release."""
 
@@ -187,7 +201,8 @@ class Holding:
 
     @contextlib.contextmanager
     def hold(self, name: str, ttl: float, wait: float) -> Iterator[Lease]:
-        lease = self.acquire(name, ttl, wait)
+        with waiting_counted():
+            lease = self.acquire(name, ttl, wait)
         watchdog = Watchdog(self, lease, ttl)
         try:
             watchdog.start()

@@ -132,6 +132,15 @@ def error_schema(codes: Iterable[str]) -> dict:
     return object_schema({"error": error}, ("error",))
 
 
+# nginx answers 403 to an address METRICS_ALLOW_FROM does not name (the JSON error
+# shape, code forbidden); any other, the application answers the text format.
+METRICS = Operation(
+    "The whole service's metrics, every worker's added up, in the Prometheus text format.",
+    media_types=("text/plain",),
+    other={403: ("Not from an address allowed to scrape.", error_schema([STATUS_CODES[403]]))},
+)
+
+
 def error_statuses(operation: Operation, path_params: bool) -> dict[int, set[str]]:
     """Status -> the codes the operation can answer with it."""
     by_status: dict[int, set[str]] = {}

@@ -19,7 +19,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 
-from . import children
+from . import children, metrics
 
 MAX_OUTPUT = 64 * 1024
 # Children get no secrets: only what a small program needs to run.
@@ -38,7 +38,9 @@ class Completed:
 
 
 def completed(returncode: int, timed_out: bool, out: bytes, started: float) -> Completed:
-    """The answer for a finished child, for the sync and the async twin alike."""
+    """The answer for a finished child, for the sync and the async twin alike
+    (counted in the metrics here, for both)."""
+    metrics.child_task(returncode, timed_out)
     return Completed(
         returncode=returncode,
         timed_out=timed_out,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import metrics
 from .errors import (
     BackendUnavailable,
     ConfigError,
@@ -36,6 +37,9 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     # Only for direct delivery (no nginx in front): the framework sends this file.
     file: Path | None = None
+    # A body that is not JSON (the metrics' text format), sent as it is, with the
+    # Content-Type in `headers`; `body` is None then.
+    raw: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,9 @@ def error_reply(exc: ServiceError) -> Reply:
     else:
         status, code = 500, "internal_error"
     code = getattr(exc, "code", code)
+    if isinstance(exc, BackendUnavailable):
+        # Counted here, where every adapter turns the error into its 503.
+        metrics.backend_unavailable(exc.reason)
     return json_reply(status, error_body(code, str(exc)), exc.headers)
 
 
@@ -126,6 +133,11 @@ def status_reply(status: int, message: str, headers: Mapping[str, str] | None = 
     """A framework's own refusal (404, 405, 413...), in the same shape and codes."""
     code = STATUS_CODES.get(status, "error" if status < 500 else "internal_error")
     return json_reply(status, error_body(code, message), headers)
+
+
+def text_reply(status: int, content: bytes, content_type: str) -> Reply:
+    """A body sent as it is (not JSON), e.g. the metrics' text format."""
+    return Reply(status, None, {"Content-Type": content_type}, raw=content)
 
 
 def internal_error_reply() -> Reply:

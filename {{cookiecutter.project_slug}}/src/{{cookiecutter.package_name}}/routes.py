@@ -43,6 +43,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", health.healthz, openapi.HEALTHZ),
     Route("GET", "/readyz", health.readyz, openapi.READYZ),
     Route("GET", "/api/openapi.json", openapi.openapi, openapi.OPENAPI),
+    Route("GET", "/metrics", health.scrape, openapi.METRICS),
 {% if cookiecutter.include_examples %}
     *(
         Route(method, path, handler, EXAMPLE_OPERATIONS[handler.__name__])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from .. import health
 from ..errors import BackendUnavailable
 from ..replies import Call, Reply
@@ -18,3 +20,9 @@ async def readyz(call: Call) -> Reply:
     except BackendUnavailable as exc:
         return health.unready(exc)
     return health.READY
+
+
+async def scrape(call: Call) -> Reply:
+    # It reads every worker's files: off the loop, and not on the files pool, where
+    # it would wait behind export writes (a scrape has its own timeout).
+    return await asyncio.to_thread(health.scrape, call)

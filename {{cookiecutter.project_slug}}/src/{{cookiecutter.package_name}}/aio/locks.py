@@ -33,6 +33,7 @@ from ..locks import (
     check_ttl,
     new_token,
     renewal_period,
+    waiting_counted,
 )
 from ..state import REDIS_UNAVAILABLE
 from .offload import Offload
@@ -78,7 +79,8 @@ class AsyncHolding:
 
     @contextlib.asynccontextmanager
     async def hold(self, name: str, ttl: float, wait: float) -> AsyncIterator[Lease]:
-        lease = await self.acquire(name, ttl, wait)
+        with waiting_counted():
+            lease = await self.acquire(name, ttl, wait)
         watchdog = AsyncWatchdog(self, lease, ttl)
         try:
             watchdog.start()

@@ -34,6 +34,7 @@ TWINS: dict[str, AsyncHandler] = {
     "healthz": health.healthz,
     "readyz": health.readyz,
     "openapi": inline(openapi.openapi),
+    "scrape": health.scrape,
 {% if cookiecutter.include_examples %}
     **aio_handlers.TWINS,
 {% endif %}
