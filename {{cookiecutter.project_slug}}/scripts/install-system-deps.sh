@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Install the two system programs the local stack runs: nginx and redis-server;
-# with the argument `bench`, also wrk, the load generator of `make bench`.
+# with the argument `bench`, also wrk, the load generator of `make bench`; with
+# `test`, also promtool (Debian's prometheus package), which checks /metrics.
 # Does nothing when they are there; installs them with apt-get when run as root
 # on Debian or Ubuntu; otherwise says what to install and exits 1. The stack
 # starts its own nginx and Redis, so no system service is left running.
 set -o errexit -o nounset -o pipefail
 
+# Each package, and at the same index the program that shows it is installed.
 PACKAGES=(nginx redis-server)
-if [[ "${1:-}" == "bench" ]]; then
-    PACKAGES+=(wrk)
-fi
-readonly PACKAGES
+PROGRAMS=(nginx redis-server)
+case "${1:-}" in
+    bench) PACKAGES+=(wrk) PROGRAMS+=(wrk) ;;
+    test) PACKAGES+=(prometheus) PROGRAMS+=(promtool) ;;
+    "") ;;
+    *)
+        echo "install-system-deps: unknown argument '$1' (bench, test or none)." >&2
+        exit 2
+        ;;
+esac
+readonly PACKAGES PROGRAMS
 # Debian installs nginx into /usr/sbin, which a normal user's PATH lacks.
 readonly EXTRA_PATH="/usr/sbin:/usr/local/sbin:/sbin"
 
@@ -19,9 +28,9 @@ have() {
 }
 
 have_all() {
-    local package
-    for package in "${PACKAGES[@]}"; do
-        have "${package}" || return 1
+    local program
+    for program in "${PROGRAMS[@]}"; do
+        have "${program}" || return 1
     done
 }
 
@@ -61,10 +70,11 @@ apt-get -o Acquire::Retries=3 install -y --no-install-recommends "${PACKAGES[@]}
 # Belt and braces for machines where the policy was bypassed: stop the
 # system services if something started them anyway.
 if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
-    systemctl stop nginx redis-server >/dev/null 2>&1 || true
+    systemctl stop nginx redis-server prometheus >/dev/null 2>&1 || true
 elif command -v service >/dev/null 2>&1; then
     service nginx stop >/dev/null 2>&1 || true
     service redis-server stop >/dev/null 2>&1 || true
+    service prometheus stop >/dev/null 2>&1 || true
 fi
 
 if ! have_all; then
