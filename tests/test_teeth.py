@@ -51,6 +51,10 @@ CASES = [
     ("aiohttp", "reaping_sigchld", "test_child_processes.py"),
     # a handler that holds its lock with time.sleep, stopping the worker's event loop
     ("aiohttp", "blocking_sleep", "test_event_loop.py"),
+    # /metrics from each worker's own registry: each scrape shows one worker's share
+    ("flask", "per_process_registry", "test_metrics.py"),
+    ("django", "per_process_registry", "test_metrics.py"),
+    ("aiohttp", "per_process_registry", "test_metrics.py"),
 ]
 
 

@@ -11,6 +11,9 @@ NAIVE_VARIANT naming one mistake teams really make:
                    reaps any child, as every worker inherited from gunicorn 23's arbiter
   blocking_sleep   (aiohttp) the locked increment holds its lock with time.sleep,
                    blocking the worker's event loop, instead of asyncio.sleep
+  per_process_registry
+                   /metrics answered from the worker's own registry, as
+                   prometheus_client's default one is: the answering worker's share
 
 NAIVE_PACKAGE is the generated package and NAIVE_APP the real app
 ("module:attribute", e.g. "<package>.django_project.wsgi:application", or
@@ -19,7 +22,9 @@ function of the package's `examples.handlers` module (and, in a Django project,
 the counter handlers its adapter mounts instead; in an aiohttp project, the
 async twins of `examples.aio_handlers.TWINS` the adapter mounts instead), or,
 for locmem_counter, Django's cache setting, or, for reaping_sigchld, the
-worker's SIGCHLD disposition; everything else is the real service.
+worker's SIGCHLD disposition, or, for per_process_registry, the /metrics handler
+(`health.scrape`, and its twin in `aio.routes.TWINS`); everything else is the
+real service.
 """
 
 import asyncio
@@ -155,6 +160,20 @@ async def blocking_locked_increment(call):
     return handlers.locked_reply(name, value, lease.fence)
 
 
+def per_process_scrape(call):
+    """/metrics from this worker's own registry, nobody adding the workers up: the
+    values it reads are this process's (prometheus_client's default registry does
+    the same), so each scrape shows the share of the worker that answered it."""
+    from prometheus_client import generate_latest
+
+    metrics = importlib.import_module(f"{_package}.metrics")
+    return replies.text_reply(200, generate_latest(metrics._REGISTRY), metrics.CONTENT_TYPE)
+
+
+async def async_per_process_scrape(call):
+    return per_process_scrape(call)
+
+
 def reap_any_child(signum, frame):
     """gunicorn 23's arbiter handler as a worker inherited it: reap whatever child ended."""
     while True:
@@ -185,6 +204,7 @@ _VARIANTS = {
     "fixed_path": {"create_export": fixed_path_export},
     "reaping_sigchld": {},
     "blocking_sleep": {},
+    "per_process_registry": {},
 }
 _ASYNC_VARIANTS = {
     "local_counter": {"incr_counter": async_local_incr, "get_counter": async_local_get},
@@ -192,6 +212,7 @@ _ASYNC_VARIANTS = {
     "fixed_path": {"create_export": async_fixed_path_export},
     "reaping_sigchld": {},
     "blocking_sleep": {"locked_increment": blocking_locked_increment},
+    "per_process_registry": {},
 }
 _variant = os.environ["NAIVE_VARIANT"]
 _framework = importlib.import_module(_package).FRAMEWORK
@@ -213,6 +234,15 @@ if _aiohttp:
     for _name, _function in _ASYNC_VARIANTS[_variant].items():
         _function.__name__ = _name
         _twins[_name] = _function
+if _variant == "per_process_registry":
+    # The route table reads health.scrape when it is imported (with the app, below);
+    # the aiohttp adapter mounts the twin named in aio.routes.TWINS instead.
+    per_process_scrape.__name__ = "scrape"
+    importlib.import_module(f"{_package}.health").scrape = per_process_scrape
+    if _aiohttp:
+        async_per_process_scrape.__name__ = "scrape"
+        aio_routes = importlib.import_module(f"{_package}.aio.routes")
+        aio_routes.TWINS["scrape"] = async_per_process_scrape
 if _django:
     # The Django adapter mounts its own counter handlers (through django.core.cache)
     # in place of the shared ones: swap those too.
