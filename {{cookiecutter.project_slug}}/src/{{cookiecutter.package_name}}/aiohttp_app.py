@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 
 from aiohttp import web, web_runner
 from aiohttp.web_protocol import RequestHandler
 
-from . import config, routes, runtime
+from . import config, metrics, routes, runtime
 from .aio import routes as aio_routes
 from .aio import runtime as aio_runtime
 from .errors import ServiceError
@@ -53,6 +54,8 @@ def to_response(reply: Reply) -> web.StreamResponse:
         response: web.StreamResponse = web.FileResponse(reply.file, status=reply.status)
         response.headers.update(reply.headers)
         return response
+    if reply.raw is not None:
+        return web.Response(status=reply.status, body=reply.raw, headers=reply.headers)
     if reply.body is None:
         # An empty body and no type unless the reply names one (a download's).
         return web.Response(status=reply.status, headers=reply.headers)
@@ -83,6 +86,33 @@ def _view(handler: Callable[[Call], Awaitable[Reply]]):
 def _allow(exc: web.HTTPException) -> str:
     allowed = set(getattr(exc, "allowed_methods", ()) or ())
     return ", ".join(sorted(allowed | {"OPTIONS"}))
+
+
+def counted(route_of: metrics.RouteLabels):
+    """Middleware that counts and times every request by route pattern (outermost,
+    so it sees the answers json_errors makes of errors, 404s included)."""
+
+    @web.middleware
+    async def count(request: web.Request, handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:  # a redirect json_errors lets through
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            # The client went away: nothing was answered, nothing is counted.
+            status = 0
+            raise
+        finally:
+            if status:
+                route = route_of(request.path)
+                metrics.observe_request(request.method, route, status, time.perf_counter() - started)
+
+    return count
 
 
 @web.middleware
@@ -176,7 +206,10 @@ async def create_app() -> web.Application:
                 app[RUNTIME] = opened
                 yield
 
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
+    route_of = metrics.RouteLabels(route.path for route in routes.ROUTES)
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[counted(route_of), json_errors]
+    )
     app.cleanup_ctx.append(open_runtime)
     for route in routes.ROUTES:
         view = _view(aio_routes.async_handler(route))

@@ -71,13 +71,13 @@ def prepare() -> Path:
     return path
 
 
-def mark_dead(pid: int) -> None:
+def mark_dead(pid: int, directory: str | Path | None = None) -> None:
     """In the master, once worker `pid` is gone: its live gauges go, its counters stay.
 
     What `prometheus_client.multiprocess.mark_process_dead` does, without
     importing prometheus_client into the master (see the module docstring).
     """
-    directory = os.environ.get(DIR_VARIABLE, "")
+    directory = directory or os.environ.get(DIR_VARIABLE, "")
     if not directory:
         return
     for mode in LIVE_MODES:

@@ -110,6 +110,7 @@ def test_an_exit_code_comes_back_exactly(call):
 def test_only_health_routes_exist():
     from {{ cookiecutter.package_name }}.routes import ROUTES
 
-    assert {route.path for route in ROUTES} == {"/healthz", "/readyz", "/api/openapi.json"}
+    paths = {route.path for route in ROUTES}
+    assert paths == {"/healthz", "/readyz", "/api/openapi.json", "/metrics"}
     assert FRAMEWORK
 {% endif %}

@@ -168,6 +168,6 @@ def test_the_examples_declare_what_they_answer(document):
 {% else %}
 
 
-def test_without_the_examples_only_health_and_the_description_are_described(document):
-    assert set(document["paths"]) == {"/healthz", "/readyz", "/api/openapi.json"}
+def test_without_the_examples_only_health_the_description_and_metrics_are_described(document):
+    assert set(document["paths"]) == {"/healthz", "/readyz", "/api/openapi.json", "/metrics"}
 {% endif %}

@@ -33,6 +33,8 @@ def to_response(reply: Reply) -> HttpResponse:
             status=reply.status,
             content_type=content_type,
         )
+    elif reply.raw is not None:
+        response = HttpResponse(reply.raw, status=reply.status, content_type=content_type)
     elif reply.body is None:
         # HttpResponse would say text/html; an X-Accel-Redirect answer must carry the
         # file's type, which nginx passes on, and any other empty body has none.
