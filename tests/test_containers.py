@@ -109,6 +109,13 @@ def test_the_container_nginx_config_passes_nginx_t(project, compose, tmp_path):
     env = {
         k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v)) for k, v in service["environment"].items()
     }
+    # The entrypoint sources the *.envsh files before it renders: /metrics' allow list.
+    for volume in service["volumes"]:
+        source, target = volume.split(":")[:2]
+        if target.startswith("/docker-entrypoint.d/") and target.endswith(".envsh"):
+            access = sourced(project.path / source, env)["NGINX_METRICS_ACCESS"]
+            env["NGINX_METRICS_ACCESS"] = access
+    assert "NGINX_METRICS_ACCESS" in env
     conf_d = tmp_path / "conf.d"
     conf_d.mkdir()
     for volume in service["volumes"]:
@@ -152,6 +159,41 @@ http {{
     )
     assert result.returncode == 0, result.stderr
     assert "resolver 127.0.0.11" in (conf_d / "default.conf").read_text()
+
+
+def sourced(script: Path, env: dict[str, str]) -> dict[str, str]:
+    """The variables a POSIX sh has after sourcing `script` with `env`, as the nginx
+    image's entrypoint does (its shell is busybox's; dash here)."""
+    done = subprocess.run(
+        ["sh", "-eu", "-c", '. "$0" >/dev/null && env -0', str(script)],
+        env={**clean_env(), **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(item.split("=", 1) for item in done.stdout.split("\0") if "=" in item)
+
+
+def test_metrics_are_allowed_to_loopback_and_the_containers_networks_only(project):
+    script = project.path / "deploy" / "nginx" / "metrics-access.envsh"
+    assert os.access(script, os.X_OK), "the entrypoint skips a script that is not executable"
+    access = sourced(script, {})["NGINX_METRICS_ACCESS"]
+    assert "allow 127.0.0.0/8;" in access and access.endswith("deny all;")
+    # The default route's gateway (how a published port's traffic may arrive) is refused
+    # before its network is allowed.
+    gateways = re.findall(r"deny (\d+\.\d+\.\d+\.\d+);", access)
+    assert gateways, access
+    given = sourced(script, {"METRICS_ALLOW_FROM": "10.0.0.0/8, ::1"})["NGINX_METRICS_ACCESS"]
+    assert given == "allow 10.0.0.0/8; allow ::1; deny all;"
+    refused = subprocess.run(
+        ["sh", "-eu", "-c", '. "$0"', str(script)],
+        env={**clean_env(), "METRICS_ALLOW_FROM": "10.0.0.1; allow all"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0 and "METRICS_ALLOW_FROM" in refused.stderr
 
 
 @pytest.mark.parametrize("worker_class", ["sync", "gthread", "gevent"])
