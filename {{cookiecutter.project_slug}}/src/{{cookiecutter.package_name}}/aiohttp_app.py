@@ -109,8 +109,8 @@ def counted(route_of: metrics.RouteLabels):
             raise
         finally:
             if status:
-                route = route_of(request.path)
-                metrics.observe_request(request.method, route, status, time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                metrics.observe_request(request.method, route_of(request.path), status, seconds)
 
     return count
 
