@@ -163,13 +163,17 @@ def on_starting(server):
     from {{ cookiecutter.package_name }} import children, metrics_files
 
     children.make_dir()
-    # Where every worker writes its metrics (prometheus_client's multiprocess mode),
-    # emptied here, once per start, before any worker forks: a previous run's files
-    # would be counted again. A HUP reload keeps it, and so keeps the counts.
-    metrics_files.prepare()
 {% if cookiecutter.framework == "django" %}
     _migrate()
 {% endif %}
+    # Where every worker writes its metrics (prometheus_client's multiprocess mode),
+    # emptied here, once per start, before any worker forks: a previous run's files
+    # would be counted again. A HUP reload keeps it, and so keeps the counts.
+{% if cookiecutter.framework == "django" %}
+    # Last: a start that fails before leaves no directory behind, and migrate's own
+    # files (its checks import the app) are emptied with the rest.
+{% endif %}
+    metrics_files.prepare()
 
 
 def child_exit(server, worker):

@@ -39,6 +39,11 @@ OTHER_METHOD = "other"
 # (PROMETHEUS_MULTIPROC_DIR set then: always, under gunicorn.conf.py). Without it
 # (tests in one process) this process's own values are the whole service's.
 MULTIPROCESS = bool(getattr(_values.ValueClass, "_multiprocess", False))
+if MULTIPROCESS:
+    # gunicorn's master makes it before any worker starts; a process of another kind
+    # (a manage.py command, a one-off container) may come first, and prometheus_client
+    # fails on a directory that does not exist.
+    os.makedirs(os.environ[metrics_files.DIR_VARIABLE], mode=0o700, exist_ok=True)
 
 # This module's metrics only. In multiprocess mode nothing reads it: a scrape reads
 # the files. prometheus_client's default registry also holds its process and GC

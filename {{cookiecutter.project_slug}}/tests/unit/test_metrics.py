@@ -119,7 +119,8 @@ def test_prepare_empties_a_configured_directory(tmp_path: Path, monkeypatch) -> 
 
 
 def test_prepare_makes_a_private_directory_when_none_is_set(monkeypatch) -> None:
-    monkeypatch.delenv(metrics_files.DIR_VARIABLE, raising=False)
+    # Empty is unset; set through monkeypatch, so whatever prepare() sets is undone.
+    monkeypatch.setenv(metrics_files.DIR_VARIABLE, "")
     made = metrics_files.prepare()
     assert made.is_dir() and (made.stat().st_mode & 0o777) == 0o700
     assert os.environ[metrics_files.DIR_VARIABLE] == str(made)
