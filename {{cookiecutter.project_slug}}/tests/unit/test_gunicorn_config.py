@@ -131,3 +131,64 @@ def test_post_worker_init_restores_sigchld_in_every_worker_class(class_name):
         check=True,
     )
     assert out.stdout.strip() == "True", out.stdout + out.stderr
+
+
+_MASTER_HOOKS = """
+import importlib.util, json, os, sys
+
+spec = importlib.util.spec_from_file_location("gunicorn_conf", sys.argv[1])
+conf = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(conf)
+directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+class Log:
+    def warning(self, *args):
+        pass
+
+
+server = type("Arbiter", (), {"log": Log()})()
+conf.on_starting(server)
+emptied = sorted(os.listdir(directory))
+for name in ("counter_41.db", "gauge_livesum_41.db", "gauge_livesum_42.db"):
+    open(os.path.join(directory, name), "w").close()
+conf.child_exit(server, type("Worker", (), {"pid": 41})())
+after_exit = sorted(os.listdir(directory))
+conf.on_exit(server)
+print(json.dumps({
+    "emptied": emptied,
+    "after_exit": after_exit,
+    "imported": sorted(m for m in ("prometheus_client", "ssl") if m in sys.modules),
+}))
+"""
+
+
+def test_the_masters_hooks_keep_the_metrics_directory_without_prometheus_client(tmp_path):
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    (directory / "counter_7.db").touch()
+    (directory / "notes.txt").touch()
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+        "DATA_DIR": str(tmp_path / "data"),
+        "REDIS_URL": "",
+        "DJANGO_SECRET_KEY": "hooks-test-" + "k" * 50,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _MASTER_HOOKS, str(CONFIG)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=CONFIG.parent,
+        check=True,
+        timeout=120,
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    # A previous run's values are gone before any worker forks; other files stay.
+    assert seen["emptied"] == ["notes.txt"]
+    # A dead worker's live gauge goes, its counts stay; another worker's gauge stays.
+    assert seen["after_exit"] == ["counter_41.db", "gauge_livesum_42.db", "notes.txt"]
+    # prometheus_client imports ssl, which a gevent worker must patch first: the master,
+    # whose modules every later worker inherits, imports neither.
+    assert seen["imported"] == [], seen
