@@ -641,3 +641,29 @@ def test_the_workers_breaker_serves_the_async_twins(redis_server) -> None:
     assert first[0] == "503" and first[1] >= 0.9 * timeout, first
     assert all(outcome == "503" for outcome, _ in later), later
     assert max(took for _, took in later) < 0.2, f"not refused at once: {later}"
+
+
+def test_no_pooled_connection_fails_once_a_restarted_redis_answers(redis_servers) -> None:
+    """Redis killed and restarted: the connections the worker's pool kept from before
+    are replaced, not handed out dead (each would be a 503 that opens the breaker
+    while Redis answers; redis-py 8's default, RESP3, skipped that check)."""
+    server = redis_servers("redis")
+    calls = 5
+
+    async def main() -> list[BaseException]:
+        client = backend.make_async_client(settings(redis_url=f"redis://127.0.0.1:{server.port}/0"))
+        try:
+            state = AsyncRedisState(client, new_prefix())
+            # As many pooled connections as calls at once, all idle at the kill.
+            await asyncio.gather(*(state.incr("n") for _ in range(calls)))
+            # Off the loop, which goes on meanwhile as a worker's does.
+            await asyncio.to_thread(server.kill)
+            await asyncio.to_thread(server.start)  # the same port, empty
+            outcomes = await asyncio.gather(
+                *(state.incr("n") for _ in range(calls)), return_exceptions=True
+            )
+            return [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == []
