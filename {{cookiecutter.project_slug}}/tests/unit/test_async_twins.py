@@ -372,6 +372,27 @@ def test_a_stale_lease_frees_nothing_on_a_shared_locks_object(store: Store) -> N
     asyncio.run(main())
 
 
+def test_a_hold_longer_than_its_ttl_keeps_its_lease(store: Store) -> None:
+    # The watchdog's timer re-arms the lease every ttl/3, so a hold of several TTLs
+    # still writes under its fence, and nobody else gets the lock meanwhile.
+    ttl = 0.6
+
+    async def main() -> None:
+        async with store.open_async() as (_, locks):
+            async with locks.hold("long", ttl=ttl, wait=1) as lease:
+                for _ in range(4):
+                    await asyncio.sleep(ttl / 2)
+                    assert await locks.try_acquire("long", ttl=ttl) is None, "lease expired"
+                await locks.write_fenced(lease, "v", "kept")
+            assert await locks.read_fenced("long", "v") == b"kept"
+            assert watchdog_tasks() == [], "a watchdog outlived its hold"
+            free = await locks.try_acquire("long", ttl=ttl)
+            assert free is not None, "the lock was left held"
+            await locks.release(free)
+
+    asyncio.run(main())
+
+
 def test_holds_on_one_locks_object_never_overlap(store: Store) -> None:
     tasks = 20
     events: list[tuple[str, int]] = []
