@@ -372,6 +372,27 @@ def test_a_stale_lease_frees_nothing_on_a_shared_locks_object(store: Store) -> N
     asyncio.run(main())
 
 
+def test_a_hold_longer_than_its_ttl_keeps_its_lease(store: Store) -> None:
+    # The watchdog's timer re-arms the lease every ttl/3, so a hold of several TTLs
+    # still writes under its fence, and nobody else gets the lock meanwhile.
+    ttl = 0.6
+
+    async def main() -> None:
+        async with store.open_async() as (_, locks):
+            async with locks.hold("long", ttl=ttl, wait=1) as lease:
+                for _ in range(4):
+                    await asyncio.sleep(ttl / 2)
+                    assert await locks.try_acquire("long", ttl=ttl) is None, "lease expired"
+                await locks.write_fenced(lease, "v", "kept")
+            assert await locks.read_fenced("long", "v") == b"kept"
+            assert watchdog_tasks() == [], "a watchdog outlived its hold"
+            free = await locks.try_acquire("long", ttl=ttl)
+            assert free is not None, "the lock was left held"
+            await locks.release(free)
+
+    asyncio.run(main())
+
+
 def test_holds_on_one_locks_object_never_overlap(store: Store) -> None:
     tasks = 20
     events: list[tuple[str, int]] = []
@@ -641,3 +662,29 @@ def test_the_workers_breaker_serves_the_async_twins(redis_server) -> None:
     assert first[0] == "503" and first[1] >= 0.9 * timeout, first
     assert all(outcome == "503" for outcome, _ in later), later
     assert max(took for _, took in later) < 0.2, f"not refused at once: {later}"
+
+
+def test_no_pooled_connection_fails_once_a_restarted_redis_answers(redis_servers) -> None:
+    """Redis killed and restarted: the connections the worker's pool kept from before
+    are replaced, not handed out dead (each would be a 503 that opens the breaker
+    while Redis answers; redis-py 8's default, RESP3, skipped that check)."""
+    server = redis_servers("redis")
+    calls = 5
+
+    async def main() -> list[BaseException]:
+        client = backend.make_async_client(settings(redis_url=f"redis://127.0.0.1:{server.port}/0"))
+        try:
+            state = AsyncRedisState(client, new_prefix())
+            # As many pooled connections as calls at once, all idle at the kill.
+            await asyncio.gather(*(state.incr("n") for _ in range(calls)))
+            # Off the loop, which goes on meanwhile as a worker's does.
+            await asyncio.to_thread(server.kill)
+            await asyncio.to_thread(server.start)  # the same port, empty
+            outcomes = await asyncio.gather(
+                *(state.incr("n") for _ in range(calls)), return_exceptions=True
+            )
+            return [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == []

@@ -43,8 +43,12 @@ def test_defaults_are_the_generated_worker_class():
 def test_tuned_per_worker_class(worker_class):
     settings = resolved(GUNICORN_WORKER_CLASS=worker_class)
     assert settings["worker_class_name"] == worker_class
+{% if cookiecutter.framework == "aiohttp" %}
+    runs_as = {}
+{% else %}
     # gthread runs as the worker that accepts only with a free thread.
     runs_as = {"gthread": "{{ cookiecutter.package_name }}.gthread_worker.FreeThreadWorker"}
+{% endif %}
     assert settings["worker_class"] == runs_as.get(worker_class, worker_class)
     assert (settings["threads"] > 1) == (worker_class == "gthread")
     if worker_class in ("gthread", "gevent"):

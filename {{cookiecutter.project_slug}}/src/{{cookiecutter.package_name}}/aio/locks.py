@@ -94,10 +94,16 @@ class AsyncHolding:
 
 
 class AsyncWatchdog:
-    """`locks.Watchdog` as a task: re-arms one lease to `ttl` every ttl/3 while held.
+    """`locks.Watchdog` on the event loop: re-arms one lease to `ttl` every ttl/3 while held.
 
-    It is told to stop and then awaited, never cancelled, so an extension under
-    way finishes instead of being cut off mid-command.
+    A timer, not a task per hold: a hold shorter than ttl/3 (nearly all) costs one
+    `call_later` and its cancel, and its release follows at once. A task awaited
+    at the end of every hold kept the lock held for two more turns of the loop,
+    each running every other ready callback first: with 50 busy tasks on the loop,
+    start and stop took 733 us against 4 us now, and contended locked increments
+    ran at 0.57x redis-py's `Lock` (make bench). An extension under way is
+    awaited by `stop`, never cancelled, so it finishes instead of being cut off
+    mid-command.
     """
 
     def __init__(self, locks: AsyncHolding, lease: Lease, ttl: float) -> None:
@@ -107,41 +113,49 @@ class AsyncWatchdog:
         self.failure: str | None = None
         self.extensions = 0
         self._locks = locks
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._extending: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"lock-watchdog {self.lease.name}"
-        )
+        self._arm()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
+        self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._extending is not None:
+            await self._extending
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._stopping.wait(), renewal_period(self.ttl))
-                return
-            except TimeoutError:
-                pass
-            try:
-                extended = await self._locks.extend(self.lease, self.ttl)
-            except BackendUnavailable as exc:
-                self.failure = f"{type(exc).__name__}: {exc}"
-                log.warning("lock %r: lease not extended, will retry: %s", self.lease.name, exc)
-                continue
-            except Exception as exc:  # in a task nobody awaits yet: record it, stop
-                self.failure = f"{type(exc).__name__}: {exc}"
-                log.exception("lock %r: the lease watchdog failed", self.lease.name)
-                return
+    def _arm(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(renewal_period(self.ttl), self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        self._extending = asyncio.get_running_loop().create_task(
+            self._extend(), name=f"lock-watchdog {self.lease.name}"
+        )
+
+    async def _extend(self) -> None:
+        try:
+            extended = await self._locks.extend(self.lease, self.ttl)
+        except BackendUnavailable as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            log.warning("lock %r: lease not extended, will retry: %s", self.lease.name, exc)
+        except Exception as exc:  # in a task nobody awaits yet: record it, stop
+            self.failure = f"{type(exc).__name__}: {exc}"
+            log.exception("lock %r: the lease watchdog failed", self.lease.name)
+            return
+        else:
             if not extended:
                 self.failure = "the lease had expired or passed to another holder"
                 log.warning("lock %r: %s", self.lease.name, self.failure)
                 return
             self.extensions += 1
+        if not self._stopping:
+            self._arm()
 
 
 @unavailable_on(*REDIS_UNAVAILABLE)
