@@ -56,7 +56,7 @@ def usable_cpus():
     return max(1, cpus or 1)
 
 
-def default_workers(worker_class_name, cpus):
+def default_workers(worker_class, cpus):
     # sync serves one request per process; threaded and green workers need fewer.
     if worker_class == "sync":
         return 2 * cpus + 1
