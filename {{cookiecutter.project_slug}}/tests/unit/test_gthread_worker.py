@@ -11,22 +11,21 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.gthread_worker import FreeThreadWorker
+from stack import procs
 
 WORKERS = 2
 THREADS = 2
 # Long enough that every request arrives while the first ones are still held.
 HOLD_SECONDS = 2.0
-# How long two workers may take to boot on a loaded machine.
+# How long two workers may take to boot on a loaded machine, and to stop.
 BOOT_SECONDS = 60.0
+STOP_SECONDS = 30.0
 
 APP = f"""
 import os, pathlib, time
@@ -44,7 +43,10 @@ def app(environ, start_response):
 
 def test_the_hooks_it_extends_are_gunicorns():
     # It overrides gunicorn 27's gthread internals: a gunicorn that renames them
-    # would silently turn it back into the plain worker.
+    # would silently turn it back into the plain worker. (Imported here: where the
+    # package sorts against `stack` depends on the name the project chose.)
+    from {{ cookiecutter.package_name }}.gthread_worker import FreeThreadWorker
+
     for name in ("set_accept_enabled", "enqueue_req", "finish_request"):
         assert name in vars(FreeThreadWorker.__mro__[1]), name
 
@@ -68,7 +70,6 @@ def gunicorn(tmp_path: Path):
     ready = tmp_path / "ready"
     ready.mkdir()
     sock = tmp_path / "g.sock"
-    log = (tmp_path / "gunicorn.log").open("w")
     command = [
         sys.executable, "-m", "gunicorn", "slow_app:app",
         "--worker-class", "{{ cookiecutter.package_name }}.gthread_worker.FreeThreadWorker",
@@ -76,28 +77,23 @@ def gunicorn(tmp_path: Path):
         "--worker-connections", "1000", "--bind", f"unix:{sock}",
         "--graceful-timeout", "5", "--no-control-socket",
     ]  # fmt: skip
-    proc = subprocess.Popen(
+    child = procs.spawn(
+        "gunicorn",
         command,
         cwd=tmp_path,
         env={**os.environ, "READY_DIR": str(ready), "PYTHONPATH": str(tmp_path)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        output=tmp_path / "gunicorn.log",
     )
     try:
-        deadline = time.monotonic() + BOOT_SECONDS
-        while len(list(ready.iterdir())) < WORKERS or not sock.exists():
-            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
-            time.sleep(0.05)
+        procs.wait_until(
+            lambda: len(list(ready.iterdir())) >= WORKERS and sock.exists(),
+            child,
+            timeout=BOOT_SECONDS,
+            what=f"{WORKERS} booted workers",
+        )
         yield sock
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        procs.stop(child, signal.SIGTERM, STOP_SECONDS)
 
 
 def test_a_worker_with_every_thread_busy_leaves_new_connections_to_another(gunicorn):
