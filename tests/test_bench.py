@@ -20,6 +20,7 @@ MEASURES = {
     "downloads",
     "slow_clients",
     "overhead",
+    "metrics",
     "counters",
     "locks",
     "recycling",

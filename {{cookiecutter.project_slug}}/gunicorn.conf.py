@@ -158,22 +158,22 @@ _CLASS_NAMES = {
 
 
 def on_starting(server):
-    # Where workers note their tasks' child groups, so the master can kill what a
-    # dead worker left (child_exit below). Made once; a HUP reload keeps it.
     from {{ cookiecutter.package_name }} import children, metrics_files
 
-    children.make_dir()
 {% if cookiecutter.framework == "django" %}
+    # First: a start that fails here must leave nothing behind (gunicorn runs no
+    # on_exit then), and migrate's own metrics files (its checks import the app)
+    # are emptied below with the rest.
     _migrate()
 {% endif %}
     # Where every worker writes its metrics (prometheus_client's multiprocess mode),
     # emptied here, once per start, before any worker forks: a previous run's files
     # would be counted again. A HUP reload keeps it, and so keeps the counts.
-{% if cookiecutter.framework == "django" %}
-    # Last: a start that fails before leaves no directory behind, and migrate's own
-    # files (its checks import the app) are emptied with the rest.
-{% endif %}
     metrics_files.prepare()
+    # Where workers note their tasks' child groups, so the master can kill what a
+    # dead worker left (child_exit below). Made once, last: nothing after it can fail
+    # the start and leave it behind. A HUP reload keeps it.
+    children.make_dir()
 
 
 def child_exit(server, worker):

@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                     downloads,
                     measures.SlowClients(plan, stacks),
                     measures.overhead(plan, stacks),
+                    measures.metrics(plan, stacks),
                     measures.counters(plan, stacks),
                     measures.locks(plan, stacks),
                     measures.recycling(plan, stacks),

@@ -1,4 +1,4 @@
-"""The seven measures. Each runs its setups back to back once per round.
+"""The eight measures. Each runs its setups back to back once per round.
 
 A measure records samples per variant (one dict of figures per round) and
 turns their medians into checks: a ratio against its reference, and the
@@ -267,6 +267,19 @@ def overhead(plan: Plan, stacks: dict[str, Stack]) -> Throughput:
             ("hello world", stacks.get("hello"), WORKER, None),
         ],
         [("service vs hello world (req/s)", "service", "hello world", "rps", (">=", 0.9))],
+    )
+
+
+def metrics(plan: Plan, stacks: dict[str, Stack]) -> Throughput:
+    return Throughput(
+        "metrics",
+        f"Request metrics: {WORKER} counted and timed vs not",
+        plan.seconds,
+        [
+            ("metrics on", stacks.get("service"), WORKER, None),
+            ("metrics off", stacks.get("unmetered"), WORKER, None),
+        ],
+        [("metrics on vs off (req/s)", "metrics on", "metrics off", "rps", (">=", 0.9))],
     )
 
 

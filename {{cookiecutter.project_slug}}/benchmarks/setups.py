@@ -42,6 +42,7 @@ def setups(framework: str, worker_class: str, other_classes: list[str]) -> list[
         Setup("service", "the service as generated: its defaults, Redis, X-Accel-Redirect"),
         Setup("direct", "the app sends downloads itself", {"EXPORT_DELIVERY": "direct"}),
         Setup("hello", f"a bare {framework} hello world", bench_app(f"hello:{factory}")),
+        Setup("unmetered", "no request metrics", bench_app(f"unmetered:{factory}")),
         Setup("embedded", "the embedded backend (SQLite, file locks)", backend="embedded"),
         Setup(
             "redis_py_lock",

@@ -196,3 +196,46 @@ def test_the_masters_hooks_keep_the_metrics_directory_without_prometheus_client(
     # prometheus_client imports ssl, which a gevent worker must patch first: the master,
     # whose modules every later worker inherits, imports neither.
     assert seen["imported"] == [], seen
+{% if cookiecutter.framework == "django" %}
+
+
+_FAILED_START = """
+import importlib.util, sys
+
+spec = importlib.util.spec_from_file_location("gunicorn_conf", sys.argv[1])
+conf = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(conf)
+try:
+    conf.on_starting(type("Arbiter", (), {})())
+except RuntimeError as exc:
+    print(exc)
+else:
+    sys.exit("on_starting did not refuse to start")
+"""
+
+
+def test_a_start_stopped_by_failed_migrations_leaves_no_directory_behind(tmp_path):
+    # gunicorn runs no on_exit when on_starting raises: whatever it made would stay.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {
+        **os.environ,
+        "TMPDIR": str(scratch),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        # Nothing listens on port 1: migrate fails to connect.
+        "DATABASE_URL": "postgres://user:pw@127.0.0.1:1/none",
+        "DJANGO_SECRET_KEY": "hooks-test-" + "k" * 50,
+    }
+    env.pop("APP_CHILDREN_DIR", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _FAILED_START, str(CONFIG)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=CONFIG.parent,
+        check=True,
+        timeout=120,
+    )
+    assert "Database migrations failed" in out.stdout, out.stdout + out.stderr
+    assert list(scratch.iterdir()) == []
+{% endif %}
