@@ -241,6 +241,8 @@ def updated(request, history, tmp_path_factory) -> Updated:
 def test_the_update_applies_without_conflicts(updated):
     rejected = sorted(p.relative_to(updated.project) for p in updated.project.rglob("*.rej"))
     assert not rejected, f"cruft update rejected hunks: {rejected}\n{updated.update.stderr}"
+    unmerged = git(updated.project, "diff", "--name-only", "--diff-filter=U")
+    assert not unmerged, f"cruft update left conflicts in: {unmerged}"
     assert "Good work" in updated.update.stdout, updated.update.stdout + updated.update.stderr
 
 
@@ -305,33 +307,51 @@ def test_the_updated_project_passes_ruff(updated):
         check(result, f"ruff {command[0]}")
 
 
-def test_a_conflicting_local_change_is_a_merge_conflict_to_resolve(history, tmp_path):
-    # The README paragraph the template adds lands where the team also wrote. The
-    # project's history holds the file as generated, so git merges three ways: the
-    # file is left unmerged with both sides between conflict markers, as after a
-    # `git merge` (with no such history, cruft leaves README.md.rej instead).
+def update_over_a_conflicting_edit(
+    history: History, tmp_path: Path, *, in_git: bool
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A project whose README has a line of the team's where the template adds a paragraph."""
     (tmp_path / "work").mkdir()
     template = checkout_at_old(history, tmp_path)
     project = generate_with_cookiecutter(template, FRAMEWORKS[0], tmp_path / "projects")
-    git(project, "init", "--quiet", "--initial-branch=main")
-    commit_all(project, "Generated from the template")
+    if in_git:
+        git(project, "init", "--quiet", "--initial-branch=main")
+        commit_all(project, "Generated from the template")
     readme = project / README
     text = readme.read_text(encoding="utf-8")
     heading = "\n## Three ways to run it\n"
     assert heading in text
     readme.write_text(text.replace(heading, f"\n{LOCAL_README_LINE}\n{heading}"), "utf-8")
-    commit_all(project, "The team's own intro")
+    if in_git:
+        commit_all(project, "The team's own intro")
     git(template, "merge", "--quiet", "--ff-only", "origin/main")
-
     result = run(CRUFT, "update", "--skip-apply-ask", cwd=project)
     check(result, "cruft update")
+    # The changes that did not conflict are applied all the same.
+    assert (project / NEW_FILE).is_file(), result.stdout + result.stderr
+    return project, result
+
+
+def test_a_conflicting_edit_in_git_is_a_merge_conflict_to_resolve(history, tmp_path):
+    # The project's history holds the file as generated, so git merges three
+    # ways: the file is left unmerged, both sides between conflict markers.
+    project, result = update_over_a_conflicting_edit(history, tmp_path, in_git=True)
     assert git(project, "diff", "--name-only", "--diff-filter=U") == README, result.stderr
-    merged = readme.read_text(encoding="utf-8")
+    merged = (project / README).read_text(encoding="utf-8")
     assert "<<<<<<<" in merged, merged
     assert LOCAL_README_LINE in merged
     assert NEW_PARAGRAPH_START in merged
-    # The changes that did not conflict were applied all the same.
-    assert (project / NEW_FILE).is_file()
+
+
+def test_a_conflicting_edit_outside_git_leaves_a_rej_file(history, tmp_path):
+    # With no history to merge from, the team's text stays and the template's
+    # hunk waits in README.md.rej.
+    project, result = update_over_a_conflicting_edit(history, tmp_path, in_git=False)
+    assert (project / f"{README}.rej").is_file(), result.stdout + result.stderr
+    assert NEW_PARAGRAPH_START in (project / f"{README}.rej").read_text(encoding="utf-8")
+    kept = (project / README).read_text(encoding="utf-8")
+    assert LOCAL_README_LINE in kept
+    assert NEW_PARAGRAPH_START not in kept
 
 
 def test_cruft_create_records_what_plain_cookiecutter_records(history, tmp_path):
