@@ -6,12 +6,19 @@ project's root. Which file belongs to which answer is data, kept in the table
 it, removes what the unchosen answers own, removes directories left empty,
 and then removes the table. A refusal is one sentence on stderr and exit
 status 1, never a traceback.
+
+Then it records which template and which commit the project came from, in
+``.cruft.json``, the file ``cruft check`` and ``cruft update`` read, so a
+project made with plain cookiecutter takes the template's later changes just
+as one made with ``cruft create`` (which writes that file itself).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
@@ -123,6 +130,101 @@ def apply(root: Path) -> None:
     (root / TABLE_NAME).unlink()
 
 
+# --- where the project came from, for cruft ------------------------------------
+
+CRUFT_FILE = ".cruft.json"
+# Entries that describe one run of cookiecutter on one machine (its output and
+# clone directories), not the project; cruft's own record has none of them.
+RUN_ONLY_KEYS = ("_output_dir", "_repo_dir", "_checkout", "_template", "_commit")
+
+
+def git(directory: Path, *args: str) -> str | None:
+    """A git command's output in `directory`, or None when git fails or is absent."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(directory), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def from_callers_directory(raw: str) -> Path:
+    """A path cookiecutter was given, absolute.
+
+    A relative one is relative to where cookiecutter was started, and this hook
+    runs in the new project instead; PWD (which the hook inherits from the
+    shell that started cookiecutter) still names that directory.
+    """
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else Path(os.environ.get("PWD", ".")) / path
+
+
+def cruft_record(answers: dict) -> tuple[dict | None, str | None]:
+    """What .cruft.json holds for these answers, and a sentence for the person (or None).
+
+    The commit is the template repository's HEAD: what cookiecutter rendered
+    when the template is a clean git checkout, or a clone of a URL.
+    """
+    template_dir = from_callers_directory(answers["_repo_dir"])
+    if not (template_dir / "cookiecutter.json").is_file():
+        return None, (
+            f"Could not find the template ({answers['_repo_dir']}) from here, so no "
+            f"{CRUFT_FILE} was written; `cruft link <template git URL>` links the project later."
+        )
+    commit = git(template_dir, "rev-parse", "--verify", "HEAD^{commit}")
+    top = git(template_dir, "rev-parse", "--show-toplevel")
+    if commit is None or top is None:
+        return None, (
+            f"The template at {template_dir} is not a git repository (or git is not "
+            f"installed), so there is no commit to record and no {CRUFT_FILE} was written; "
+            "`cruft link <template git URL>` links the project later."
+        )
+    # A local checkout is recorded by its path, as `cruft create <path>` does; a
+    # template cookiecutter cloned (a URL, gh:owner/name) by the URL it cloned.
+    if from_callers_directory(answers["_template"]).is_dir():
+        template = str(Path(top).resolve())
+    else:
+        template = git(template_dir, "remote", "get-url", "origin") or answers["_template"]
+    directory = (git(template_dir, "rev-parse", "--show-prefix") or "").rstrip("/") or None
+    context = {key: value for key, value in answers.items() if key not in RUN_ONLY_KEYS}
+    record = {
+        "template": template,
+        "commit": commit,
+        "checkout": answers.get("_checkout"),
+        "context": {"cookiecutter": {**context, "_template": template, "_commit": commit}},
+        "directory": directory,
+    }
+    note = None
+    if git(template_dir, "status", "--porcelain", "--", "."):
+        note = (
+            f"The template at {top} has uncommitted changes; {CRUFT_FILE} records its last "
+            f"commit {commit[:12]}, so `cruft update` will count those changes as this "
+            "project's own."
+        )
+    return record, note
+
+
+def record_template(root: Path) -> None:
+    """Write .cruft.json, unless cruft is generating (it writes its own) or nothing ran us."""
+    if "_commit" in ANSWERS or "_repo_dir" not in ANSWERS:
+        # cruft sets _commit, both in `cruft create` and when `cruft update`
+        # renders the old and new commits to diff them: a record written here
+        # would only show up in that diff.
+        return
+    record, note = cruft_record(ANSWERS)
+    if record is not None:
+        # The same layout as cruft's own file, so a later `cruft update` rewrites it alike.
+        text = json.dumps(record, ensure_ascii=False, indent=2, separators=(",", ": "))
+        (root / CRUFT_FILE).write_text(text + "\n", encoding="utf-8")
+    if note is not None:
+        print(note, file=sys.stderr)
+
+
 def main() -> int:
     try:
         apply(Path.cwd())
@@ -132,6 +234,11 @@ def main() -> int:
         )
         print(message, file=sys.stderr)
         return 1
+    try:
+        record_template(Path.cwd())
+    except OSError as error:
+        # The project itself is complete; only the link to its template is missing.
+        print(f"Could not write {CRUFT_FILE}: {error}.", file=sys.stderr)
     return 0
 
 
