@@ -115,12 +115,11 @@ def uv_env() -> dict[str, str]:
     return clean_env(UV_CACHE_DIR=str(UV_CACHE_DIR))
 
 
-def relock(project: Project, workdir: Path, *, edit=None) -> Path:
-    """Run the project's own `make lock` on a copy of its pyproject.toml and locks.
-
-    The copied locks are uv's preferences, as in the project; the project itself is
-    left alone (other tests share it). `edit` may change the copied pyproject.toml.
-    """
+def copy_for_locking(project: Project, workdir: Path, *, edit=None) -> Path:
+    """Copy what `make lock` reads and writes: the project itself is shared with other
+    tests and left alone. The copied locks are uv's preferences, as in the project.
+    `edit` may change the copied pyproject.toml."""
+    workdir.mkdir(parents=True, exist_ok=True)
     for name in ("Makefile", "pyproject.toml", "requirements"):
         source = project.path / name
         if source.is_dir():
@@ -130,8 +129,13 @@ def relock(project: Project, workdir: Path, *, edit=None) -> Path:
     if edit is not None:
         pyproject = workdir / "pyproject.toml"
         pyproject.write_text(edit(pyproject.read_text(encoding="utf-8")), encoding="utf-8")
-    result = subprocess.run(
-        ["make", "lock", f"UV={UV}"],
+    return workdir
+
+
+def make_lock(workdir: Path, target: str = "lock") -> subprocess.CompletedProcess[str]:
+    """The project's own `make lock` (or lock-check), with this venv's uv."""
+    return subprocess.run(
+        ["make", target, f"UV={UV}"],
         cwd=workdir,
         env=uv_env(),
         stdin=subprocess.DEVNULL,
@@ -140,7 +144,11 @@ def relock(project: Project, workdir: Path, *, edit=None) -> Path:
         timeout=300,
         check=False,
     )
-    check(result, "make lock")
+
+
+def relock(project: Project, workdir: Path, *, edit=None) -> Path:
+    """The requirements/ that the project's `make lock` writes (on a copy)."""
+    check(make_lock(copy_for_locking(project, workdir, edit=edit)), "make lock")
     return workdir / "requirements"
 
 
@@ -193,6 +201,11 @@ def test_the_lock_is_what_make_lock_resolves_from_pyproject(project, tmp_path):
         )
 
 
+def test_the_projects_own_lock_check_passes(generate, tmp_path):
+    project = generate(framework="flask", worker_class="gthread")
+    check(make_lock(copy_for_locking(project, tmp_path), "lock-check"), "make lock-check")
+
+
 # Teeth: each check above fails on the lock it guards against.
 
 
@@ -206,7 +219,13 @@ def test_a_range_edited_without_make_lock_is_caught(generate, tmp_path):
         assert declared in text, f"pyproject.toml no longer declares {declared}"
         return text.replace(declared, f'"filelock>=4.2,<{filelock}"')
 
-    relocked = relock(project, tmp_path, edit=exclude_the_locked_filelock)
+    stale = copy_for_locking(project, tmp_path / "stale", edit=exclude_the_locked_filelock)
+    # The project's own check, for its CI, fails too.
+    result = make_lock(stale, "lock-check")
+    assert result.returncode != 0, "make lock-check passed a stale lock"
+    assert f"filelock=={filelock}" in result.stdout, result.stdout
+
+    relocked = relock(project, tmp_path / "relocked", edit=exclude_the_locked_filelock)
     found = drift(locked, read_lock(relocked / "main.txt"))
     assert any(f"filelock=={filelock}" in line for line in found), found
 
