@@ -194,10 +194,10 @@ def test_main_and_dev_agree_on_every_version_they_share(project):
 def test_the_lock_is_what_make_lock_resolves_from_pyproject(project, tmp_path):
     relocked = relock(project, tmp_path)
     for name in LOCK_FILES:
-        locked = read_lock(project.path / "requirements" / name)
-        assert not drift(locked, read_lock(relocked / name)), (
-            f"requirements/{name} does not match pyproject.toml: "
-            "run `make lock` at the template's root"
+        found = drift(read_lock(project.path / "requirements" / name), read_lock(relocked / name))
+        assert not found, (
+            f"requirements/{name} does not match pyproject.toml (run `make lock` at the "
+            f"template's root): {found}"
         )
 
 
