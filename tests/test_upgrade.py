@@ -35,7 +35,7 @@ from conftest import (
 CRUFT = TOOLS_BIN / "cruft"
 COOKIECUTTER = TOOLS_BIN / "cookiecutter"
 # What a template is made of; the rest of this repository (tests, build/) is not.
-TEMPLATE_PARTS = ("cookiecutter.json", "hooks", TEMPLATE_DIR.name)
+TEMPLATE_PARTS = ("cookiecutter.json", "hooks", "templates", TEMPLATE_DIR.name)
 # Each framework with its default worker class, the first the table lists.
 FRAMEWORKS = questions()["framework"]
 DEFAULT_WORKER = {f: questions()["_worker_classes_by_framework"][f][0] for f in FRAMEWORKS}
