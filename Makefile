@@ -33,8 +33,11 @@ help:
 	@echo "              editing its pyproject.toml; UPGRADE=1 moves every pin to the newest"
 	@echo "make clean    remove $(VENV), build/ and tool caches"
 
+# Everything the generated projects' suites and benches need, installed before they
+# run side by side: two apt-gets at once would fight over dpkg's lock.
 system-deps:
-	bash '$(TEMPLATE_DIR)/scripts/install-system-deps.sh'
+	bash '$(TEMPLATE_DIR)/scripts/install-system-deps.sh' test
+	bash '$(TEMPLATE_DIR)/scripts/install-system-deps.sh' bench
 
 venv: $(VENV)/.installed
 

@@ -16,12 +16,17 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from cookiecutter.main import cookiecutter
+
+import proofs
+from background import RUNS_AT_ONCE, Background
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_DIR = TEMPLATE_ROOT / "{{cookiecutter.project_slug}}"
@@ -165,6 +170,8 @@ class Project:
     # Paths relative to `path`, listed right after generation, before any tool ran.
     files: tuple[Path, ...] = ()
     installed: bool = field(default=False, repr=False)
+    # Background runs and the session's own tests may ask for the venv at once.
+    _installing: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def python(self) -> Path:
@@ -186,9 +193,12 @@ class Project:
 
     def install(self) -> None:
         """`make install` once: the project's own venv, used by later checks."""
-        if not self.installed:
-            self.make("install", timeout=INSTALL_TIMEOUT)
-            self.installed = True
+        with self._installing:
+            if not self.installed:
+                started = time.monotonic()
+                self.make("install", timeout=INSTALL_TIMEOUT)
+                proofs.note_stage("install", time.monotonic() - started)
+                self.installed = True
 
     def run(
         self, *command: str | Path, env: dict[str, str] | None = None, timeout: float = 120
@@ -277,6 +287,11 @@ def normalized(answers: dict[str, str]) -> dict[str, str]:
     return chosen
 
 
+def default_worker_class(framework: str) -> str:
+    """The framework's default worker class: its first in cookiecutter.json's table."""
+    return questions()["_worker_classes_by_framework"][framework][0]
+
+
 def chosen_answers(project: Project) -> dict[str, str]:
     """Every answer of a project as the table spells it: defaults, then its overrides."""
     return {**normalized(project.answers), "package_name": project.package_name}
@@ -321,3 +336,66 @@ def generate(tmp_path_factory: pytest.TempPathFactory):
         return cache[key]
 
     return _generate
+
+
+# Long runs, started when the first test starts (tests/background.py). A test
+# marked `background(start=...)` is one: start(generate, background, **its params)
+# returns the function its thread runs, and the test reads that function's result.
+BACKGROUND = Background(RUNS_AT_ONCE)
+# Where the generated projects' own runs record each proof (tests/plugins/proof_record.py).
+PLUGINS_DIR = Path(__file__).resolve().parent / "plugins"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "background(start): a long run started with the session, read at its end"
+    )
+    config.addinivalue_line("markers", "last: runs after every background run's test")
+
+
+# After pytest's own ordering (which groups tests by their parametrized fixtures).
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Background runs' tests go after the others (they only wait), the `last` ones after them."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("last"):
+            return 2
+        return 1 if item.get_closest_marker("background") else 0
+
+    items.sort(key=rank)
+
+
+@pytest.fixture(scope="session")
+def proof_records(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory where each generated project's runs record their proofs."""
+    directory = tmp_path_factory.mktemp("proofs")
+    proofs.RECORDS.append(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def background(request: pytest.FixtureRequest, generate) -> Background:
+    return BACKGROUND
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_background_runs(request: pytest.FixtureRequest, generate, proof_records):
+    """Start every selected background run, in the order collected, before any test."""
+    inner_temproot()  # made once here, not by two threads at once
+    for item in request.session.items:
+        marker = item.get_closest_marker("background")
+        if marker and not BACKGROUND.started(item.nodeid):
+            params = getattr(item, "callspec", None)
+            run = marker.kwargs["start"](generate, BACKGROUND, **(params.params if params else {}))
+            BACKGROUND.start(item.nodeid, run)
+    yield
+    BACKGROUND.close()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    proofs.note_duration(report)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    proofs.print_tables(terminalreporter)

@@ -7,6 +7,7 @@ in each group, as the proof that the project works the moment it exists.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -16,13 +17,18 @@ from pathlib import Path
 
 import pytest
 
+import proofs
+from background import Background, Outcome
 from conftest import (
     MAKE_TEST_TIMEOUT,
+    PLUGINS_DIR,
     Project,
     check,
     chosen_answers,
     clean_env,
+    default_worker_class,
     generated_name,
+    log_tail,
     options_table,
     questions,
     supported_combinations,
@@ -60,7 +66,15 @@ CONFIGURED_AS = {"aiohttp": "aiohttp.GunicornWebWorker"}
 NGINX_UPSTREAM_KEEPALIVE_DEFAULT = 60
 
 
-@pytest.fixture(scope="module", params=VARIANTS, ids=lambda answers: "-".join(answers.values()))
+# The generated projects' marker for a proof whose outcome no worker class changes.
+SAME_FOR_EVERY_CLASS = "same_for_every_worker_class"
+
+
+def variant_id(answers: dict[str, str]) -> str:
+    return "-".join(answers.values())
+
+
+@pytest.fixture(scope="module", params=VARIANTS, ids=variant_id)
 def project(request, generate) -> Project:
     return generate(**request.param)
 
@@ -239,9 +253,66 @@ def test_web_concurrency_sets_the_worker_count(project):
     assert project.resolved_gunicorn_settings(WEB_CONCURRENCY="5")["workers"] == 5
 
 
-def test_the_projects_own_make_test_passes(project):
-    project.install()
-    project.make("test", timeout=MAKE_TEST_TIMEOUT)
+def start_make_test(generate, background: Background, project: dict[str, str]):
+    """The run of one project's whole `make test`, its proofs recorded (tests/proofs.py).
+
+    A proof marked same_for_every_worker_class (the mark says why) runs on the
+    framework's default class only: the other classes' runs leave it out.
+    """
+    generated = generate(**project)
+    variant = variant_id(project)
+    addopts = ["-p", "proof_record"]
+    if worker_class_of(generated) != default_worker_class(chosen_answers(generated)["framework"]):
+        addopts += ["-m", f"'not {SAME_FOR_EVERY_CLASS}'"]
+    env = clean_env(
+        PROOF_RECORD=str(proofs.RECORDS[0] / f"{variant}.jsonl"),
+        PROOF_VARIANT=variant,
+        PYTHONPATH=str(PLUGINS_DIR),
+        PYTEST_ADDOPTS=" ".join(addopts),
+    )
+
+    def run() -> Outcome:
+        generated.install()
+        log = generated.log_dir / "make-test.log"
+        return background.command(
+            ["make", "test"], cwd=generated.path, log=log, env=env, timeout=MAKE_TEST_TIMEOUT
+        )
+
+    return run
+
+
+@pytest.mark.background(start=start_make_test)
+def test_the_projects_own_make_test_passes(project, background, request):
+    outcome = background.result(request.node.nodeid)
+    if outcome.status != 0:
+        pytest.fail(f"`make test` exited {outcome.status}\n{log_tail(outcome.log)}", pytrace=False)
+
+
+@pytest.mark.last
+def test_every_proof_left_out_on_a_class_ran_on_its_frameworks_default(background, request):
+    """A proof left out of a worker class's run passed (or was skipped, saying why) in
+    the same stage of the framework's default class: nothing is proven less."""
+    for item in request.session.items:
+        if item.get_closest_marker("background") and background.started(item.nodeid):
+            with contextlib.suppress(BaseException):
+                background.result(item.nodeid)  # each run's own test reports its failure
+    found = proofs.records()
+    ran = {
+        (record["variant"], record["stage"], record["test"])
+        for record in found
+        if record.get("outcome") in ("passed", "skipped")
+    }
+    missing = []
+    for record in found:
+        if record.get("outcome") != "deselected":
+            continue
+        framework = record["variant"].split("-", 1)[0]
+        default = f"{framework}-{default_worker_class(framework)}"
+        if (default, record["stage"], record["test"]) not in ran:
+            missing.append(f"{record['variant']} {record['stage']} {record['test']}")
+    assert not missing, "left out of a class's run, and not run on the default class:\n" + (
+        "\n".join(missing)
+    )
 
 
 @pytest.mark.parametrize("framework", questions()["framework"])

@@ -15,7 +15,9 @@ import re
 
 import pytest
 
-from conftest import TEMPLATE_ROOT, clean_env, log_tail, questions, run_logged
+import proofs
+from background import Background, Outcome
+from conftest import TEMPLATE_ROOT, clean_env, default_worker_class, log_tail, questions
 
 NAIVE_DIR = TEMPLATE_ROOT / "tests" / "naive"
 # pytest's exit status when tests ran and some failed.
@@ -58,23 +60,10 @@ CASES = [
 ]
 
 
-def default_worker_class(framework: str) -> str:
-    """The framework's default worker class: its first in cookiecutter.json's table."""
-    return questions()["_worker_classes_by_framework"][framework][0]
-
-
-@pytest.mark.parametrize(
-    ("framework", "variant", "proof"),
-    [case for case in CASES if case[0] in questions()["framework"]],
-)
-def test_proof_fails_against_the_naive_app(generate, framework, variant, proof):
+def start_tooth(generate, background: Background, framework: str, variant: str, proof: str):
+    """The run of one proof file against one naive variant of the framework's app."""
     project = generate(framework=framework, worker_class=default_worker_class(framework))
-    project.install()
     package = project.package_name
-    proof_path = project.path / "tests" / "integration" / proof
-    assert proof_path.is_file(), f"the generated project has no {proof_path.name}"
-    assert (NAIVE_DIR / "naive_app.py").is_file(), "tests/naive/naive_app.py is missing"
-
     env = clean_env(
         APP_MODULE="naive_app:app",
         NAIVE_VARIANT=variant,
@@ -82,14 +71,37 @@ def test_proof_fails_against_the_naive_app(generate, framework, variant, proof):
         NAIVE_APP=REAL_APPS[framework].format(package=package),
         PYTHONPATH=f"{NAIVE_DIR}:{project.path / 'src'}",
     )
-    log = project.log_dir / f"teeth-{variant}.log"
-    status = run_logged(
-        [str(project.python), "-m", "pytest", f"tests/integration/{proof}", "-q"],
-        cwd=project.path,
-        log=log,
-        env=env,
-        timeout=TEETH_TIMEOUT,
-    )
+
+    def run() -> Outcome:
+        project.install()
+        outcome = background.command(
+            [str(project.python), "-m", "pytest", f"tests/integration/{proof}", "-q"],
+            cwd=project.path,
+            log=project.log_dir / f"teeth-{variant}.log",
+            env=env,
+            timeout=TEETH_TIMEOUT,
+        )
+        proofs.note_stage("teeth", outcome.seconds)
+        return outcome
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("framework", "variant", "proof"),
+    [case for case in CASES if case[0] in questions()["framework"]],
+)
+@pytest.mark.background(start=start_tooth)
+def test_proof_fails_against_the_naive_app(
+    generate, background, request, framework, variant, proof
+):
+    project = generate(framework=framework, worker_class=default_worker_class(framework))
+    proof_path = project.path / "tests" / "integration" / proof
+    assert proof_path.is_file(), f"the generated project has no {proof_path.name}"
+    assert (NAIVE_DIR / "naive_app.py").is_file(), "tests/naive/naive_app.py is missing"
+
+    outcome = background.result(request.node.nodeid)
+    status, log = outcome.status, outcome.log
     assert status == TESTS_FAILED, (
         f"{proof} against NAIVE_VARIANT={variant}: pytest exited {status}, "
         f"expected {TESTS_FAILED} (some tests failed)\n{log_tail(log)}"

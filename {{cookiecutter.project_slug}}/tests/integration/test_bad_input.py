@@ -8,6 +8,10 @@ import uuid
 import pytest
 from client import SHAPE_CODES, Client, assert_error, assert_json, unique
 
+# Run on each framework's default worker class only by the template's CI, because
+# every answer is the app's validation, the same code under every class.
+pytestmark = pytest.mark.same_for_every_worker_class
+
 JSON_HEADERS = {"Content-Type": "application/json"}
 NOT_JSON = [b"{not json", b'{"by": 1', b"\xff\xfe\x00garbage", b"{'by': 1}"]
 

@@ -19,6 +19,11 @@ from urllib.parse import urlsplit
 import pytest
 from client import TIMEOUT, Client, RawResponse, assert_error, describe, header
 
+# Run on each framework's default worker class only by the template's CI, because
+# nginx answers these before gunicorn does, or gunicorn's one parser and socket
+# settings do, whatever the class.
+pytestmark = pytest.mark.same_for_every_worker_class
+
 # Larger than nginx's large header buffer (8 KiB by default), where the request
 # line or one header line must fit; small enough that nginx reads all of it
 # before it answers (unread bytes at close would turn into a reset).

@@ -32,6 +32,10 @@ import pytest
 from client import Client, assert_json
 from stacks import own_stack_or_skip
 
+# Run on each framework's default worker class only by the template's CI, because
+# every answer is the app's validation and nginx's limits, the same code under every class.
+pytestmark = pytest.mark.same_for_every_worker_class
+
 HERE = Path(__file__).resolve().parent
 HOOKS = HERE / "fuzz_hooks.py"
 DESCRIPTION = "/api/openapi.json"

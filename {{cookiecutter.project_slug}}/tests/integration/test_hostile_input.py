@@ -27,6 +27,11 @@ from client import (
     unique,
 )
 
+# Run on each framework's default worker class only by the template's CI, because
+# these are the app's validation, nginx's limits and gunicorn's one HTTP parser
+# (gunicorn.http), which every class shares.
+pytestmark = pytest.mark.same_for_every_worker_class
+
 JSON_HEADERS = {"Content-Type": "application/json"}
 # An error message may quote a refused value, never repeat it whole.
 MAX_MESSAGE_CHARS = 1000

@@ -17,7 +17,13 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from client import TIMEOUT, RawResponse, assert_error, assert_json, run_concurrently, unique
+
+# Run on each framework's default worker class only by the template's CI, because
+# the limited stack pins its own class (sync under WSGI) and the budget lives in the
+# backend, not in a worker.
+pytestmark = pytest.mark.same_for_every_worker_class
 
 
 def limits(stack) -> tuple[float, int]:

@@ -21,6 +21,17 @@ from redis.retry import Retry
 from stack import procs
 from stack.project import find_program
 
+# A unit test calls the toolkit in this process, where no gunicorn worker runs: its
+# outcome is the same whatever worker class the project was generated for. These
+# modules read or start the configured class (gunicorn.conf.py, Django's settings).
+READS_THE_WORKER_CLASS = {
+    "test_boot.py",
+    "test_django_checks.py",
+    "test_django_sessions.py",
+    "test_gunicorn_config.py",
+}
+HERE = Path(__file__).resolve().parent
+
 # Seconds a test redis-server may take to answer PING, or to stop.
 START_SECONDS = 15.0
 STOP_SECONDS = 10.0
@@ -122,3 +133,11 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server.start()
     finally:
         server.stop()
+
+
+# Before pytest's -m selection, which reads the marks.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.parents and item.path.name not in READS_THE_WORKER_CLASS:
+            item.add_marker(pytest.mark.same_for_every_worker_class)
