@@ -129,6 +129,9 @@ control_socket = _env("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not control_socket
 # Trust X-Forwarded-* only from the proxy in front (unix sockets are always trusted).
 forwarded_allow_ips = _env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# The one scheme header nginx sets (gunicorn's default also trusts X-Forwarded-Ssl
+# and X-Forwarded-Protocol, and refuses a request where they disagree).
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
 # gevent patches the standard library per worker: importing the app in the master
 # first would load ssl and redis unpatched.
 preload_app = False

@@ -173,6 +173,31 @@ def test_trace_for_a_host_we_do_not_serve_gets_no_answer(base_url: str) -> None:
     assert received == b"", received[:300]
 
 
+# What a client, or a TLS proxy in front of nginx, may add; each alone, and all at once
+# (gunicorn's default trusts three scheme headers and refuses any two that disagree).
+CLIENT_FORWARDING = [
+    ("X-Forwarded-Ssl", "on"),
+    ("X-Forwarded-Protocol", "ssl"),
+    ("X-Forwarded-Proto", "https"),
+    ("X-Forwarded-Scheme", "https"),
+    ("Forwarded", "for=192.0.2.1;proto=https;host=elsewhere.invalid"),
+    ("X-Forwarded-Host", "elsewhere.invalid"),
+    ("X-Forwarded-Prefix", "/elsewhere"),
+]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [dict([pair]) for pair in CLIENT_FORWARDING] + [dict(CLIENT_FORWARDING)],
+    ids=[name for name, _ in CLIENT_FORWARDING] + ["all"],
+)
+def test_a_clients_forwarding_headers_change_nothing(client: Client, headers: dict) -> None:
+    for path in ("/healthz", "/readyz"):
+        resp = client.get(path, headers=headers)
+        assert resp.status_code == 200, describe(resp)
+        assert resp.json()["status"] == "ok", describe(resp)
+
+
 def test_gunicorn_socket_is_not_open_to_other_users(stack) -> None:
     mode = stack.gunicorn_socket.stat().st_mode
     assert stat.S_ISSOCK(mode)
