@@ -61,6 +61,8 @@ def test_redis_never_evicts_and_fails_its_health_check_on_auth_errors(compose):
     redis = compose["services"]["redis"]
     command = redis["command"]
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    # Bounded, so a flood of keys is 507 (writes refused) rather than the host's memory.
+    assert command[command.index("--maxmemory") + 1] == "${REDIS_MAXMEMORY:-256mb}"
     assert command[command.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "-e", "ping"]
     assert redis["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD:?")

@@ -12,8 +12,11 @@ import functools
 import inspect
 import logging
 import math
+import sqlite3
 from collections.abc import Callable, Iterator
 from typing import TypeVar
+
+import redis
 
 C = TypeVar("C", bound=type)
 
@@ -96,6 +99,32 @@ class InsufficientStorage(ServiceError):
         super().__init__(f"Not enough disk space for {needed} more bytes; nothing was written.")
 
 
+class StoreFull(InsufficientStorage):
+    """The shared-state store has no room for a write (Redis at maxmemory, SQLite's
+    disk full). The store refused the write whole, so nothing was written; reads
+    and writes that need no room go on. Unlike BackendUnavailable, the store
+    answered: this never opens the breaker."""
+
+    def __init__(self, reason: str) -> None:
+        ServiceError.__init__(
+            self,
+            f"The shared-state store is full ({reason}): nothing was written. Reads go on "
+            "answering; retry once the store has room again.",
+        )
+        self.reason = reason
+
+
+def store_full(exc: BaseException | None) -> bool:
+    """Whether a backend's error, or one it wraps, says the store has no room."""
+    while exc is not None:
+        if isinstance(exc, redis.exceptions.OutOfMemoryError):
+            return True
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return True
+        exc = exc.__cause__
+    return False
+
+
 class ConfigError(ServiceError):
     """A setting or a directory cannot be used; raised at start, the message names it."""
 
@@ -104,7 +133,8 @@ class ConfigError(ServiceError):
 def unavailable_when(
     *errors: type[BaseException], operation: str = "a backend call"
 ) -> Iterator[None]:
-    """A backend's own errors, raised inside, become BackendUnavailable.
+    """A backend's own errors, raised inside, become BackendUnavailable, or
+    StoreFull where the store answered that it has no room.
 
     The client is told the error's class only; the cause (class, message and
     the operation that failed) is logged here, once, at WARNING, so every 503
@@ -113,6 +143,9 @@ def unavailable_when(
     try:
         yield
     except errors as exc:
+        if store_full(exc):
+            log.warning("store full in %s: %s: %s", operation, type(exc).__name__, exc)
+            raise StoreFull(type(exc).__name__) from exc
         log.warning("backend unavailable in %s: %s: %s", operation, type(exc).__name__, exc)
         raise BackendUnavailable(type(exc).__name__) from exc
 

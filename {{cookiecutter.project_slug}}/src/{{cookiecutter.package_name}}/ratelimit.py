@@ -30,7 +30,7 @@ import redis
 
 from . import backend, embedded
 from .config import Settings
-from .errors import BackendUnavailable, ConfigError, RateLimited, unavailable_on
+from .errors import BackendUnavailable, ConfigError, RateLimited, StoreFull, unavailable_on
 from .replies import Call, Reply
 from .state import REDIS_UNAVAILABLE
 
@@ -237,7 +237,7 @@ class ClientRateLimit:
             return
         try:
             wait = self.limiter.admit(client_of(call, self.proxies))
-        except BackendUnavailable as exc:
+        except (BackendUnavailable, StoreFull) as exc:
             self.fail_open.pause_after(exc)
             return
         refuse_after(wait)
@@ -255,8 +255,8 @@ class FailOpen:
         """True while requests go through unchecked, after the store failed."""
         return time.monotonic() < self._paused_until
 
-    def pause_after(self, exc: BackendUnavailable) -> None:
-        """The store did not answer: let requests through for `pause` seconds."""
+    def pause_after(self, exc: BackendUnavailable | StoreFull) -> None:
+        """The store did not answer, or had no room: let requests through for `pause` seconds."""
         with self._guard:
             if time.monotonic() >= self._paused_until:
                 self._paused_until = time.monotonic() + self._pause

@@ -26,6 +26,7 @@ from .errors import (
     NotFound,
     RateLimited,
     ServiceError,
+    StoreFull,
 )
 
 
@@ -102,6 +103,7 @@ ERRORS: dict[type[ServiceError], tuple[int, str]] = {
     RateLimited: (429, "rate_limited"),
     BackendUnavailable: (503, "backend_unavailable"),
     InsufficientStorage: (507, "insufficient_storage"),
+    StoreFull: (507, "insufficient_storage"),
     ConfigError: (500, "configuration_error"),
 }
 

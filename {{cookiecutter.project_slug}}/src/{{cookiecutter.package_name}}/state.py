@@ -21,7 +21,13 @@ import redis
 from .errors import IdempotencyKeyReused, unavailable_on
 
 # The Redis errors that mean "Redis did not answer", as opposed to a bug of ours.
-REDIS_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+# OutOfMemoryError (Redis at maxmemory, refusing a write) becomes errors.StoreFull.
+REDIS_UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    redis.exceptions.OutOfMemoryError,
+)
 
 # Bind an Idempotency-Key to its request ("<counter> <by>") for the key's lifetime:
 # the first binding wins, the same request again is let on, any other is refused (0).

@@ -8,7 +8,7 @@ from typing import Protocol
 
 import redis.asyncio
 
-from ..errors import BackendUnavailable, unavailable_on
+from ..errors import BackendUnavailable, StoreFull, unavailable_on
 from ..ratelimit import (
     FailOpen,
     RateLimiter,
@@ -69,7 +69,7 @@ class AsyncClientRateLimit:
             return
         try:
             wait = await self.limiter.admit(client_of(call, self.proxies))
-        except BackendUnavailable as exc:
+        except (BackendUnavailable, StoreFull) as exc:
             self.fail_open.pause_after(exc)
             return
         refuse_after(wait)

@@ -15,6 +15,7 @@ from ..errors import (
     LockTimeout,
     NotFound,
     RateLimited,
+    StoreFull,
 )
 from ..exports import ID_PATTERN
 from ..openapi import EXPORT_ID, NAME, Operation, exact
@@ -115,7 +116,7 @@ OPERATIONS: dict[str, Operation] = {
         params={"name": NAME},
         headers={"Idempotency-Key": IDEMPOTENCY_KEY},
         invalid=(*BODY_CODES, "invalid_name", "invalid_idempotency_key"),
-        errors=(IdempotencyKeyReused, BackendUnavailable),
+        errors=(IdempotencyKeyReused, BackendUnavailable, StoreFull),
         links={
             "read": {"operationId": "get_counter", "parameters": {"name": "$response.body#/name"}}
         },
@@ -134,7 +135,7 @@ OPERATIONS: dict[str, Operation] = {
         body_required=False,
         params={"name": NAME},
         invalid=(*BODY_CODES, "invalid_name"),
-        errors=(LockTimeout, LockLost, RateLimited, BackendUnavailable),
+        errors=(LockTimeout, LockLost, RateLimited, BackendUnavailable, StoreFull),
     ),
     "create_export": Operation(
         "Write a file of `size_bytes` bytes, published atomically; nginx serves it.",
