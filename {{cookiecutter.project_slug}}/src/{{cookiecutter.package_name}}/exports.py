@@ -21,12 +21,14 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -36,6 +38,8 @@ from filelock import FileLock, Timeout
 
 from . import metrics
 from .errors import InsufficientStorage, LockTimeout, NotFound
+
+log = logging.getLogger(__name__)
 
 # The internal nginx location that serves <root>/files/ (deploy/nginx/app.conf.template
 # has `location ^~ /_internal/exports/ { alias .../files/; }`; a unit test holds them equal).
@@ -57,7 +61,8 @@ WORK_MODE = 0o700
 LEDGER_MODE = 0o600
 # A work directory this old belongs to a worker that was killed mid-export.
 STALE_WORK_SECONDS = 3600.0
-# Sweep for expired exports at most this often per process.
+# Each process sweeps for expired exports this often (or every max age, if shorter),
+# so their bytes go within a minute whether or not requests come.
 SWEEP_EVERY_SECONDS = 60.0
 # A reservation is a scan of the store and two allocations; a wait this long means a
 # stuck filesystem, and the request is refused instead of hanging.
@@ -192,9 +197,13 @@ class ExportStore:
         if not ID_PATTERN.fullmatch(export_id):
             raise NotFound("export")
         try:
-            return json.loads((self.files / export_id / META_NAME).read_text())
+            meta = json.loads((self.files / export_id / META_NAME).read_text())
         except (FileNotFoundError, NotADirectoryError, ValueError):
             raise NotFound("export") from None
+        # Expired is gone at once, on both URLs, whether or not a sweep has run yet.
+        if time.time() - float(meta.get("created", 0)) > self.max_age:
+            raise NotFound("export")
+        return meta
 
     def accel_path(self, meta: dict) -> str:
         """The internal URI nginx serves; built from server-side data only."""
@@ -202,6 +211,23 @@ class ExportStore:
 
     def data_path(self, meta: dict) -> Path:
         return self.files / meta["id"] / DATA_NAME
+
+    def sweep_in_background(self) -> threading.Thread:
+        """Sweep on a timer of this process's own (a daemon thread; start it in the
+        worker, after the fork, as runtime does)."""
+        every = min(SWEEP_EVERY_SECONDS, self.max_age)
+
+        def run() -> None:
+            while True:
+                time.sleep(every)
+                try:
+                    self.sweep(time.time())
+                except OSError:
+                    log.exception("the export sweep failed; it runs again in %g s", every)
+
+        thread = threading.Thread(target=run, name="export-sweeper", daemon=True)
+        thread.start()
+        return thread
 
     def maybe_sweep(self) -> None:
         """Sweep at most once a minute per process: cheap enough to run on create."""

@@ -48,12 +48,15 @@ def open_runtime(settings: config.Settings) -> Runtime:
 
 
 def open_exports(settings: config.Settings) -> ExportStore:
-    return ExportStore(
+    """The export store, sweeping on a timer of this process's own."""
+    store = ExportStore(
         settings.export_dir,
         settings.export_max_age,
         disk_reserve=settings.export_disk_reserve,
         quota=settings.export_quota,
     )
+    store.sweep_in_background()
+    return store
 
 
 def current() -> Runtime:

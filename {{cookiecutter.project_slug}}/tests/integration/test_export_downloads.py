@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import uuid
 
 import pytest
@@ -16,10 +17,14 @@ from client import (
     run_concurrently,
     unique,
 )
+from stacks import own_stack_or_skip
 
 MiB = 1 << 20
 SIZES = [200, 1000, 4096, 65_536, 100_003, MiB, 3 * MiB + 7, 5_000_000]
 FILENAME = re.compile(r'filename="([^"]+)"')
+# EXPORT_MAX_AGE_SECONDS of the stack whose exports expire: long enough to read one
+# back on a loaded machine, short enough that the test waits seconds.
+MAX_AGE = 3
 
 
 def create(client: Client, label: str, size: int) -> dict:
@@ -157,3 +162,29 @@ def test_traversal_paths_are_not_found(client: Client, path: str) -> None:
 def test_invalid_export_requests_are_400(client: Client, body: object) -> None:
     resp = client.post("/api/exports", json=body)
     assert_error(resp, 400, SHAPE_CODES | {"invalid_name"})
+
+
+@pytest.fixture(scope="module")
+def short_lived_stack(tmp_path_factory: pytest.TempPathFactory):
+    env = {"WEB_CONCURRENCY": "2", "EXPORT_MAX_AGE_SECONDS": str(MAX_AGE)}
+    with own_stack_or_skip(tmp_path_factory, "short-lived-exports", env) as started:
+        yield started
+
+
+def test_an_expired_export_is_gone_at_once_and_its_bytes_soon_after(short_lived_stack) -> None:
+    client = Client(short_lived_stack.base_url)
+    meta = create(client, unique("expiring"), 1000)
+    url = f"/api/exports/{meta['id']}"
+    published = short_lived_stack.export_dir / "files" / meta["id"]
+    assert published.is_dir(), published
+    time.sleep(MAX_AGE + 0.5)
+    # Past its age it is not found on either URL, sweep or not.
+    assert_error(client.get(url), 404, "not_found")
+    assert_error(client.get(f"{url}/download"), 404, "not_found")
+    # Nothing else happens (no export is created), yet each worker's timer sweeps its
+    # bytes away: every minute, or every max age where that is shorter.
+    deadline = time.monotonic() + 2 * MAX_AGE + 10
+    while published.exists():
+        assert time.monotonic() < deadline, f"{published} outlived its age by {2 * MAX_AGE + 10} s"
+        time.sleep(0.2)
+
