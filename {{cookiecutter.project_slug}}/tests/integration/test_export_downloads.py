@@ -187,4 +187,3 @@ def test_an_expired_export_is_gone_at_once_and_its_bytes_soon_after(short_lived_
     while published.exists():
         assert time.monotonic() < deadline, f"{published} outlived its age by {2 * MAX_AGE + 10} s"
         time.sleep(0.2)
-
