@@ -13,6 +13,7 @@ are the whole service's. Framework-free: the adapters call `observe_request`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -294,6 +295,29 @@ class WorkerProcesses:
 # -- The answer to a scrape -----------------------------------------------------
 
 
+# The used-bytes header at the start of every prometheus_client value file.
+_HEADER_BYTES = 8
+
+
+class SettledFiles(MultiProcessCollector):
+    """prometheus_client's collector, minus the files a worker is creating right now.
+
+    A new worker's value file exists at 0 bytes until prometheus_client sizes it,
+    and a scrape that reads it then fails whole (struct.error: a 500 for every
+    worker's metrics). It is still so in prometheus_client 0.26.0 (issue 1199, open;
+    PR 1207 not merged). A file without its 8-byte header has nothing recorded yet,
+    so leaving it out loses no value; a file never shrinks once sized.
+    """
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for entry in os.scandir(self._path):
+            with contextlib.suppress(FileNotFoundError):
+                if entry.name.endswith(".db") and entry.stat().st_size >= _HEADER_BYTES:
+                    files.append(entry.path)
+        return self.merge(files, accumulate=True)
+
+
 def _this_process() -> list[int]:
     return [os.getpid()]
 
@@ -309,7 +333,7 @@ def registry() -> CollectorRegistry:
     scraped = CollectorRegistry()
     # A fresh registry per scrape, as prometheus_client's docs say: the metrics
     # above must not be registered in it, or they would be counted twice.
-    MultiProcessCollector(scraped, path=directory)
+    SettledFiles(scraped, path=directory)
     scraped.register(WorkerProcesses(lambda: metrics_files.live_pids(directory)))
     return scraped
 

@@ -7,6 +7,7 @@ tests/integration/test_metrics.py; these pin the pieces they rest on.
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -187,6 +188,21 @@ def test_processes_add_up_and_a_dead_ones_gauge_goes(tmp_path: Path) -> None:
     assert found[("http_requests_total", labels)] == sum(counts)
     # The dead process's requests stay counted; its "running" gauge is gone.
     assert found[("gunicorn_workers", ())] == len(counts) - 1
+
+
+def test_a_file_a_new_worker_is_still_creating_does_not_fail_the_scrape(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(SRC), metrics_files.DIR_VARIABLE: str(tmp_path)}
+    run_python(WORKER, env, "4")
+    # What prometheus_client leaves between creating a value file and sizing it (or
+    # for good, when its worker is killed then): 0 bytes. Its own collector fails on it.
+    (tmp_path / "counter_99999.db").touch()
+    (tmp_path / "gauge_livesum_99999.db").touch()
+    with pytest.raises(struct.error):
+        list(multiprocess.MultiProcessCollector(None, path=str(tmp_path)).collect())
+
+    text = run_python(SCRAPER, env)
+    labels = 'method="GET",route="/unit",status="200"'
+    assert f"http_requests_total{{{labels}}} 4.0" in text, text
 
 
 def test_nginx_metrics_access_lines() -> None:
