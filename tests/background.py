@@ -9,6 +9,7 @@ run's test, collected at the session's end, only waits for its outcome.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -63,22 +64,11 @@ class Background:
         pytest inside stops its servers), then SIGKILL.
         """
         started = time.monotonic()
-        with log.open("w", encoding="utf-8") as out:
-            out.write(f"$ {' '.join(command)}   (in {cwd})\n")
-            out.flush()
-            with self._guard:
-                if self._closing:
-                    return Outcome(-1, log, 0.0)
-                process = subprocess.Popen(
-                    command,
-                    cwd=cwd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-                self._children.add(process)
+        with self._guard:
+            if self._closing:
+                return Outcome(-1, log, 0.0)
+            process = spawn_logged(command, cwd=cwd, log=log, env=env)
+            self._children.add(process)
         try:
             status = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -103,12 +93,30 @@ class Background:
         self._pool.shutdown(wait=True)
 
 
+def spawn_logged(
+    command: list[str], *, cwd: Path, log: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Start a command in a session of its own, its output to `log` (after a line
+    naming it), so a test can signal or kill its whole group."""
+    with log.open("w", encoding="utf-8") as out:
+        out.write(f"$ {' '.join(command)}   (in {cwd})\n")
+        out.flush()
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT to the whole group (a pytest inside stops its servers), SIGKILL after 30 s."""
     for sig, grace in ((signal.SIGINT, 30), (signal.SIGKILL, None)):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
         try:
             process.wait(timeout=grace)
             return

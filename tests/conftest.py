@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import pytest
 from cookiecutter.main import cookiecutter
 
 import proofs
-from background import RUNS_AT_ONCE, Background
+from background import RUNS_AT_ONCE, Background, spawn_logged, stop_group
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_DIR = TEMPLATE_ROOT / "{{cookiecutter.project_slug}}"
@@ -109,25 +108,6 @@ def log_tail(log: Path, lines: int = 80) -> str:
     return f"--- last {lines} lines of {log} ---\n" + "\n".join(text[-lines:])
 
 
-def spawn_logged(
-    command: list[str], *, cwd: Path, log: Path, env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    """Start a command in a session of its own, its output to `log` (after a line
-    naming it), so a test can signal or kill its whole group."""
-    with log.open("w", encoding="utf-8") as out:
-        out.write(f"$ {' '.join(command)}   (in {cwd})\n")
-        out.flush()
-        return subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 def run_logged(
     command: list[str], *, cwd: Path, log: Path, env: dict[str, str], timeout: float
 ) -> int:
@@ -140,12 +120,7 @@ def run_logged(
     try:
         return process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
         with log.open("a", encoding="utf-8") as out:
             out.write(f"\n*** stopped after {timeout} s ***\n")
         return -1
