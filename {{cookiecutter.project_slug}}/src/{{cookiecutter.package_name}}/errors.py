@@ -99,17 +99,16 @@ class InsufficientStorage(ServiceError):
         super().__init__(f"Not enough disk space for {needed} more bytes; nothing was written.")
 
 
-class StoreFull(InsufficientStorage):
+class StoreFull(ServiceError):
     """The shared-state store has no room for a write (Redis at maxmemory, SQLite's
     disk full). The store refused the write whole, so nothing was written; reads
     and writes that need no room go on. Unlike BackendUnavailable, the store
     answered: this never opens the breaker."""
 
     def __init__(self, reason: str) -> None:
-        ServiceError.__init__(
-            self,
+        super().__init__(
             f"The shared-state store is full ({reason}): nothing was written. Reads go on "
-            "answering; retry once the store has room again.",
+            "answering; retry once the store has room again."
         )
         self.reason = reason
 
