@@ -70,12 +70,7 @@ class Background:
             process = spawn_logged(command, cwd=cwd, log=log, env=env)
             self._children.add(process)
         try:
-            status = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            stop_group(process)
-            with log.open("a", encoding="utf-8") as out:
-                out.write(f"\n*** stopped after {timeout} s ***\n")
-            status = -1
+            status = wait_or_stop(process, log, timeout)
         finally:
             with self._guard:
                 self._children.discard(process)
@@ -110,6 +105,17 @@ def spawn_logged(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def wait_or_stop(process: subprocess.Popen[bytes], log: Path, timeout: float) -> int:
+    """The command's exit status; past `timeout`, its group stopped (said in `log`) and -1."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_group(process)
+        with log.open("a", encoding="utf-8") as out:
+            out.write(f"\n*** stopped after {timeout} s ***\n")
+        return -1
 
 
 def stop_group(process: subprocess.Popen[bytes]) -> None:

@@ -25,7 +25,7 @@ import pytest
 from cookiecutter.main import cookiecutter
 
 import proofs
-from background import RUNS_AT_ONCE, Background, spawn_logged, stop_group
+from background import RUNS_AT_ONCE, Background, spawn_logged, wait_or_stop
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_DIR = TEMPLATE_ROOT / "{{cookiecutter.project_slug}}"
@@ -116,14 +116,7 @@ def run_logged(
     On timeout the whole group gets SIGINT (so a pytest inside stops its
     servers), then SIGKILL.
     """
-    process = spawn_logged(command, cwd=cwd, log=log, env=env)
-    try:
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stop_group(process)
-        with log.open("a", encoding="utf-8") as out:
-            out.write(f"\n*** stopped after {timeout} s ***\n")
-        return -1
+    return wait_or_stop(spawn_logged(command, cwd=cwd, log=log, env=env), log, timeout)
 
 
 def group_alive(pgid: int) -> bool:
@@ -350,7 +343,7 @@ def proof_records(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def background(request: pytest.FixtureRequest, generate) -> Background:
+def background() -> Background:
     return BACKGROUND
 
 
