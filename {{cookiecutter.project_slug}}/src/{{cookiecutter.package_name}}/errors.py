@@ -94,6 +94,20 @@ class RateLimited(ServiceError):
         self.headers = {"Retry-After": str(seconds)}
 
 
+class Busy(ServiceError):
+    """More long work at once than this host holds, or no free connection to the
+    store within the wait: back-pressure, not an outage. Nothing was started, so
+    a retry after `retry_after` seconds is safe."""
+
+    def __init__(self, what: str, retry_after: float = 1) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(
+            f"The service is busy ({what}); nothing was started. Retry in {seconds} s."
+        )
+        self.retry_after = seconds
+        self.headers = {"Retry-After": str(seconds)}
+
+
 class InsufficientStorage(ServiceError):
     def __init__(self, needed: int) -> None:
         super().__init__(f"Not enough disk space for {needed} more bytes; nothing was written.")

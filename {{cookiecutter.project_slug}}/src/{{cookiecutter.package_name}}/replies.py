@@ -17,6 +17,7 @@ from typing import Any
 from . import metrics
 from .errors import (
     BackendUnavailable,
+    Busy,
     ConfigError,
     IdempotencyKeyReused,
     InsufficientStorage,
@@ -102,6 +103,7 @@ ERRORS: dict[type[ServiceError], tuple[int, str]] = {
     IdempotencyKeyReused: (422, "idempotency_key_reused"),
     RateLimited: (429, "rate_limited"),
     BackendUnavailable: (503, "backend_unavailable"),
+    Busy: (503, "busy"),
     InsufficientStorage: (507, "insufficient_storage"),
     StoreFull: (507, "insufficient_storage"),
     ConfigError: (500, "configuration_error"),
