@@ -23,12 +23,6 @@ _DEFAULT_APP = "{{ cookiecutter.package_name }}.aiohttp_app:create_app"
 {% else %}
 _DEFAULT_APP = "{{ cookiecutter.package_name }}.flask_app:app"
 {% endif %}
-# Worker classes whose idle connections nginx may keep and reuse; the sync worker
-# closes every one. nginx's upstream keepalive follows this (the stack reads it).
-# Not aiohttp's: when it stops (recycled by max_requests, reloaded), it closes its
-# idle connections at once, and a request nginx sends on one at that moment is lost
-# (502, and a POST is never retried): 2 of ~2,900 requests while workers recycled.
-_KEEPS_CONNECTIONS = {"gthread", "gevent"}
 # nginx waits this much longer than gunicorn lets a worker run, so gunicorn's own
 # limit (and its log line) comes first.
 _NGINX_READ_MARGIN_SECONDS = 30
@@ -104,15 +98,14 @@ worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000)
 # A sync worker is silent for a whole request, so its default must outlast the
 # longest one the service allows (a 60 s task); other classes beat in between.
 timeout = _env_int("GUNICORN_TIMEOUT", 90 if worker_class_name == "sync" else 30)
-# Derived for nginx, not gunicorn settings: the one place these rules live.
-keeps_connections = worker_class_name in _KEEPS_CONNECTIONS
+# Derived for nginx, not a gunicorn setting: the one place this rule lives.
 nginx_read_timeout = timeout + _NGINX_READ_MARGIN_SECONDS
 # On TERM, requests get this long to finish; compose's stop_grace_period exceeds it.
 # aiohttp's worker gives its server 95 % of it as the shutdown timeout.
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
-# Longer than nginx's upstream keepalive_timeout (60 s), so nginx closes idle
-# connections first and never sends a request on one gunicorn is closing.
-keepalive = _env_int("GUNICORN_KEEPALIVE", 75) if keeps_connections else 2
+# nginx opens a connection per request (stack/nginx.py says why) and keeps none
+# idle; this serves a direct client's next request (`make run`), briefly.
+keepalive = _env_int("GUNICORN_KEEPALIVE", 2)
 # Recycle workers now and then, at staggered moments, to bound slow leaks. Each new
 # worker imports the whole app (about 0.45 s of CPU): at 1000, under load, every
 # worker was replaced every few seconds and it cost 28-40 % of throughput (make
@@ -289,7 +282,7 @@ def resolved():
         "max_requests", "max_requests_jitter", "worker_tmp_dir", "control_socket",
         "control_socket_disable", "forwarded_allow_ips", "preload_app", "pidfile",
         "accesslog", "errorlog", "loglevel", "access_log_format",
-        "keeps_connections", "nginx_read_timeout",
+        "nginx_read_timeout",
     ]  # fmt: skip
     return {name: globals()[name] for name in names}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import resource
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +23,16 @@ from stack.project import NGINX_TEMPLATES, GunicornSettings
 APP_TEMPLATE = "app.conf.template"
 STACK_TEMPLATE = "stack.conf.template"
 
-# nginx's upstream idle timeout; gunicorn's keepalive must be longer, or a
-# request can land on a connection gunicorn is closing and get a 502.
-UPSTREAM_IDLE_SECONDS = 60
-# How much longer than nginx gunicorn must keep an idle connection open.
-KEEPALIVE_MARGIN_SECONDS = 5
-# Idle connections nginx keeps open to gunicorn.
-UPSTREAM_IDLE_CONNECTIONS = 16
 # Who may read /metrics when METRICS_ALLOW_FROM is unset: loopback (the stack listens
 # there only; the container entrypoint adds its compose network instead).
 METRICS_ALLOW_DEFAULT = "127.0.0.0/8 ::1"
+# Connections of the one nginx worker, when the file limit allows: a request in
+# flight holds two, so this admits about 2,000 at once, twice the rate limit's burst.
+WORKER_CONNECTIONS = 4096
+# Connections kept out of the in-flight limit: idle keep-alive clients, health probes.
+SPARE_CONNECTIONS = 256
+# One client's share of the requests in flight (app.conf's per_client zone).
+CONN_PER_CLIENT = 512
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 _BODY_SIZE = re.compile(r"[0-9]+[kKmMgG]?")
@@ -106,27 +107,6 @@ def _path(value: Path, what: str) -> str:
     return text.rstrip("/") or "/"
 
 
-def upstream_keepalive(gunicorn: GunicornSettings) -> str:
-    """The upstream block's keepalive lines, or a comment saying why there are none."""
-    if not gunicorn.keeps_connections:
-        return (
-            f"# No idle connections kept for the {gunicorn.worker_class} worker "
-            "(gunicorn.conf.py's _KEEPS_CONNECTIONS says why)."
-        )
-    idle = min(UPSTREAM_IDLE_SECONDS, gunicorn.keepalive - KEEPALIVE_MARGIN_SECONDS)
-    if idle < 1:
-        return (
-            f"# No idle connections kept: gunicorn's keepalive ({gunicorn.keepalive} s) "
-            "is too short for nginx to close them first."
-        )
-    return (
-        f"# Idle connections reused; nginx closes them after {idle} s, before gunicorn\n"
-        f"        # does ({gunicorn.keepalive} s), so no request meets a closing socket.\n"
-        f"        keepalive {UPSTREAM_IDLE_CONNECTIONS};\n"
-        f"        keepalive_timeout {idle}s;"
-    )
-
-
 def metrics_access(allow_from: str) -> str:
     """nginx's allow/deny lines for /metrics: each address or network, then nobody else."""
     allowed = []
@@ -153,6 +133,31 @@ def user_directive() -> str:
     return f"user {user} {group};"
 
 
+@dataclass(frozen=True)
+class Connections:
+    """nginx's file and connection limits, and app.conf's limits on requests in flight."""
+
+    rlimit_nofile: int
+    worker_connections: int
+    total: int
+    per_client: int
+
+    @classmethod
+    def within(cls, hard_nofile: int) -> Connections:
+        """The largest figures up to WORKER_CONNECTIONS that `hard_nofile` allows."""
+        if hard_nofile == resource.RLIM_INFINITY:
+            hard_nofile = 1 << 20
+        rlimit = min(hard_nofile, 2 * WORKER_CONNECTIONS + SPARE_CONNECTIONS)
+        worker = min(WORKER_CONNECTIONS, (rlimit - SPARE_CONNECTIONS) // 2)
+        total = (worker - SPARE_CONNECTIONS) // 2
+        if total < 16:
+            raise StackError(
+                f"The open-file limit ({hard_nofile}) leaves nginx too few connections; "
+                "raise it (ulimit -Hn) to at least 1024."
+            )
+        return cls(rlimit, worker, total, min(CONN_PER_CLIENT, total))
+
+
 def values(site: NginxSite) -> dict[str, str]:
     body_size = site.client_max_body_size.strip()
     if not _BODY_SIZE.fullmatch(body_size):
@@ -163,6 +168,7 @@ def values(site: NginxSite) -> dict[str, str]:
     for name in names:
         if not _SERVER_NAME.fullmatch(name):
             raise StackError(f"NGINX_SERVER_NAMES holds {name!r}, which is not a host name.")
+    connections = Connections.within(resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     return {
         # app.conf
         "NGINX_LISTEN": site.listen,
@@ -173,12 +179,15 @@ def values(site: NginxSite) -> dict[str, str]:
         "STATIC_DIR": _path(site.static_dir, "static directory"),
         "EXPORT_DIR": _path(site.export_dir, "EXPORT_DIR"),
         "NGINX_METRICS_ACCESS": metrics_access(site.metrics_allow_from),
+        "NGINX_CONN_PER_CLIENT": str(connections.per_client),
+        "NGINX_CONN_TOTAL": str(connections.total),
         # stack.conf
         "NGINX_USER_DIRECTIVE": user_directive(),
         "NGINX_DIR": _path(site.conf_dir, "nginx directory"),
         "GUNICORN_SOCKET": _path(site.gunicorn_socket, "gunicorn socket"),
-        "UPSTREAM_KEEPALIVE": upstream_keepalive(site.gunicorn),
         "APP_CONF": _path(site.app_conf, "app.conf"),
+        "NGINX_RLIMIT_NOFILE": str(connections.rlimit_nofile),
+        "NGINX_WORKER_CONNECTIONS": str(connections.worker_connections),
     }
 
 

@@ -47,8 +47,6 @@ class GunicornSettings:
     timeout: int
     keepalive: int
     graceful_timeout: int
-    # False for the sync worker, which closes every connection.
-    keeps_connections: bool
     # How long nginx waits for an answer: above gunicorn's worker timeout.
     nginx_read_timeout: int
     workers: int = 2
@@ -97,7 +95,6 @@ def gunicorn_settings(env: dict[str, str]) -> GunicornSettings:
         timeout=number("timeout"),
         keepalive=number("keepalive"),
         graceful_timeout=number("graceful_timeout"),
-        keeps_connections=printed.get("keeps_connections") is True,
         nginx_read_timeout=number("nginx_read_timeout"),
         workers=number("workers"),
     )

@@ -1,9 +1,9 @@
 """gunicorn's gthread worker, taking a new connection only while it has a free thread.
 
 gunicorn's gthread worker accepts until it holds `worker_connections` connections,
-idle kept-alive ones included, and nginx keeps its upstream connections alive.
-Both settings of that one number fail under several workers (make bench, 3 workers
-of 4 threads on 2 CPUs):
+idle kept-alive ones included, whether or not a thread is free to serve them. Both
+settings of that one number failed under several workers while nginx kept its
+upstream connections alive (make bench, 3 workers of 4 threads on 2 CPUs):
 
 - low (2 x threads): nginx's kept-alive connections fill every worker, and a new
   one waits in the listen backlog until some connection closes, which under load
@@ -18,7 +18,8 @@ adds it over gunicorn 27's own hooks: a worker whose threads are all busy stops
 listening, and a new connection goes to a worker that can serve it now. Idle
 kept-alive connections cost nothing but `worker_connections`, which is therefore
 high. A request arriving on a connection the worker already holds still queues
-there, as in gunicorn's worker.
+there, as in gunicorn's worker: so nginx keeps no upstream connection alive
+(stack.conf.template), and every request is a new connection.
 """
 
 from gunicorn.workers.gthread import ThreadWorker

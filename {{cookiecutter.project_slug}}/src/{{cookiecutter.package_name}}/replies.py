@@ -89,7 +89,7 @@ STATUS_CODES = {
     500: "internal_error",
     501: "not_implemented",
     502: "upstream_unavailable",
-    503: "unavailable",
+    503: "busy",
     504: "upstream_timeout",
     505: "http_version_not_supported",
 }

@@ -21,9 +21,8 @@ LOCATION = re.compile(r"location\s+(?:\^~\s+|=\s+)?(\S+)\s*\{")
 
 
 def site(tmp_path: Path, worker_class: str = "gthread", **gunicorn: int) -> NginxSite:
-    settings = {"timeout": 30, "keepalive": 75, "graceful_timeout": 25, **gunicorn}
+    settings = {"timeout": 30, "keepalive": 2, "graceful_timeout": 25, **gunicorn}
     settings.setdefault("nginx_read_timeout", settings["timeout"] + 30)
-    settings.setdefault("keeps_connections", worker_class != "sync")
     return NginxSite(
         conf_dir=tmp_path / "nginx",
         listen="127.0.0.1:18080",
@@ -97,21 +96,10 @@ def test_exports_are_internal_only(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)
-def test_upstream_keepalive_only_for_workers_that_keep_connections(
-    tmp_path: Path, worker_class: str
-) -> None:
+def test_no_upstream_connection_is_kept_alive(tmp_path: Path, worker_class: str) -> None:
+    """A kept-alive connection ties requests to one worker, busy or not."""
     nginx_conf, _ = rendered(tmp_path, worker_class)
-    lines = directives(nginx_conf)
-    keeps = worker_class in {"gthread", "gevent"}
-    assert ("keepalive 16;" in lines) is keeps
-    assert ("keepalive_timeout 60s;" in lines) is keeps
-
-
-def test_nginx_closes_idle_upstream_connections_before_gunicorn(tmp_path: Path) -> None:
-    nginx_conf, _ = rendered(tmp_path, "gthread", keepalive=20)
-    assert "keepalive_timeout 15s;" in directives(nginx_conf)
-    short, _ = rendered(tmp_path, "gthread", keepalive=2)
-    assert not any(line.startswith("keepalive") for line in directives(short))
+    assert not any(line.startswith("keepalive") for line in directives(nginx_conf))
 
 
 def test_read_timeout_is_above_gunicorns(tmp_path: Path) -> None:
@@ -185,7 +173,7 @@ def test_nginx_errors_answer_json_with_their_own_status(tmp_path: Path) -> None:
         assert status in codes, status
     assert codes["404"] == "not_found" and codes["413"] == "request_too_large"
     assert codes["502"] == "upstream_unavailable" and codes["504"] == "upstream_timeout"
-    assert codes["503"] == "unavailable"
+    assert codes["503"] == "busy"
     # One error location in each server: JSON whatever the URI's extension says.
     servers = blocks(app_conf, "server")
     assert len(servers) == 2
