@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TOOLS_BIN, Project, check, clean_env
+from conftest import TOOLS_BIN, Project, check, clean_env, env_file, interpolate
 
 # Variables gunicorn reads itself, before (or beside) gunicorn.conf.py: passed
 # empty, WEB_CONCURRENCY kills it at import (int('')), the others change what it does.
 GUNICORN_OWN_VARIABLES = {"WEB_CONCURRENCY", "PORT", "SENDFILE", "FORWARDED_ALLOW_IPS"}
-COMPOSE_VARIABLE = re.compile(r"\$\{(\w+)(?:(:?)([-?])([^}]*))?\}")
 
 
 @pytest.fixture(scope="module")
@@ -204,27 +203,6 @@ def test_nginx_waits_longer_than_gunicorn_in_compose(project, compose, worker_cl
     nginx_wait = int(re.fullmatch(r"\$\{\w+:-(\d+)s\}", setting)[1])
     gunicorn = project.resolved_gunicorn_settings(GUNICORN_WORKER_CLASS=worker_class)
     assert nginx_wait > gunicorn["timeout"]
-
-
-def env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines of a .env file, as compose reads them (no quotes used here)."""
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key.strip(): value for key, value in pairs if not key.lstrip().startswith("#")}
-
-
-def interpolate(value: str, variables: dict[str, str]) -> str:
-    """compose's ${VAR}, ${VAR:-default}, ${VAR-default} and ${VAR:?error} forms."""
-
-    def one(match: re.Match[str]) -> str:
-        name, colon, kind, operand = match.groups()
-        present = name in variables and (variables[name] != "" or not colon)
-        if present:
-            return variables[name]
-        if kind == "?":
-            raise AssertionError(f"compose would refuse to start: {operand}")
-        return operand or ""
-
-    return COMPOSE_VARIABLE.sub(one, value)
 
 
 def web_environment(compose: dict, variables: dict[str, str]) -> dict[str, str]:
