@@ -7,6 +7,10 @@ it, removes what the unchosen answers own, removes directories left empty,
 and then removes the table. A refusal is one sentence on stderr and exit
 status 1, never a traceback.
 
+Next it writes ``.env``, compose's settings with secrets drawn at random for
+this copy alone, by running the project's own ``scripts/dot_env.py`` (what
+``make .env`` runs in a clone, which has no ``.env``: git ignores it).
+
 Then it records which template and which commit the project came from, in
 ``.cruft.json``, the file ``cruft check`` and ``cruft update`` read, so a
 project made with plain cookiecutter takes the template's later changes just
@@ -130,6 +134,22 @@ def apply(root: Path) -> None:
     (root / TABLE_NAME).unlink()
 
 
+# --- this copy's secrets --------------------------------------------------------
+
+DOT_ENV_SCRIPT = "scripts/dot_env.py"
+
+
+def write_dot_env(root: Path) -> int:
+    """Run the project's own writer of .env; it prints its own sentence on failure."""
+    try:
+        return subprocess.run(
+            [sys.executable, DOT_ENV_SCRIPT], cwd=root, timeout=60, check=False
+        ).returncode
+    except (OSError, subprocess.TimeoutExpired) as error:
+        print(f"Could not run {DOT_ENV_SCRIPT}: {error}.", file=sys.stderr)
+        return 1
+
+
 # --- where the project came from, for cruft ------------------------------------
 
 CRUFT_FILE = ".cruft.json"
@@ -233,6 +253,8 @@ def main() -> int:
             str(error) if isinstance(error, TableError) else f"Could not remove files: {error}."
         )
         print(message, file=sys.stderr)
+        return 1
+    if write_dot_env(Path.cwd()) != 0:
         return 1
     try:
         record_template(Path.cwd())

@@ -128,6 +128,31 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+# compose's variable forms: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}.
+COMPOSE_VARIABLE = re.compile(r"\$\{(\w+)(?:(:?)([-?])([^}]*))?\}")
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines of a .env file, as compose reads them (no quotes used here)."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value for key, value in pairs if not key.lstrip().startswith("#")}
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """compose's ${VAR}, ${VAR:-default}, ${VAR-default} and ${VAR:?error} forms."""
+
+    def one(match: re.Match[str]) -> str:
+        name, colon, kind, operand = match.groups()
+        present = name in variables and (variables[name] != "" or not colon)
+        if present:
+            return variables[name]
+        if kind == "?":
+            raise AssertionError(f"compose would refuse to start: {operand}")
+        return operand or ""
+
+    return COMPOSE_VARIABLE.sub(one, value)
+
+
 @dataclass
 class Project:
     """A project generated from the template, with the files it was born with."""

@@ -20,7 +20,6 @@ import contextlib
 import http.client
 import json
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -97,13 +96,11 @@ def compose_env(engine: Engine, images: dict[str, str], **extra: str) -> dict[st
 
 
 @pytest.fixture(scope="module", params=FRAMEWORKS)
-def project(request: pytest.FixtureRequest, generate) -> Iterator[Project]:
-    """The framework's default project, with .env copied from .env.example."""
+def project(request: pytest.FixtureRequest, generate) -> Project:
+    """The framework's default project, with the .env (its secrets) generation wrote."""
     generated = generate(framework=request.param)
-    dot_env = generated.path / ".env"
-    shutil.copy(generated.path / ".env.example", dot_env)
-    yield generated
-    dot_env.unlink(missing_ok=True)
+    assert (generated.path / ".env").is_file(), "the post-generation hook wrote no .env"
+    return generated
 
 
 @dataclass

@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TOOLS_BIN, Project, check, clean_env
+from conftest import TOOLS_BIN, Project, check, clean_env, env_file, interpolate
 
 # Variables gunicorn reads itself, before (or beside) gunicorn.conf.py: passed
 # empty, WEB_CONCURRENCY kills it at import (int('')), the others change what it does.
 GUNICORN_OWN_VARIABLES = {"WEB_CONCURRENCY", "PORT", "SENDFILE", "FORWARDED_ALLOW_IPS"}
-COMPOSE_VARIABLE = re.compile(r"\$\{(\w+)(?:(:?)([-?])([^}]*))?\}")
 
 
 @pytest.fixture(scope="module")
@@ -206,39 +205,19 @@ def test_nginx_waits_longer_than_gunicorn_in_compose(project, compose, worker_cl
     assert nginx_wait > gunicorn["timeout"]
 
 
-def env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines of a .env file, as compose reads them (no quotes used here)."""
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key.strip(): value for key, value in pairs if not key.lstrip().startswith("#")}
-
-
-def interpolate(value: str, variables: dict[str, str]) -> str:
-    """compose's ${VAR}, ${VAR:-default}, ${VAR-default} and ${VAR:?error} forms."""
-
-    def one(match: re.Match[str]) -> str:
-        name, colon, kind, operand = match.groups()
-        present = name in variables and (variables[name] != "" or not colon)
-        if present:
-            return variables[name]
-        if kind == "?":
-            raise AssertionError(f"compose would refuse to start: {operand}")
-        return operand or ""
-
-    return COMPOSE_VARIABLE.sub(one, value)
-
-
 def web_environment(compose: dict, variables: dict[str, str]) -> dict[str, str]:
     environment = compose["services"]["web"]["environment"]
     return {name: interpolate(str(value), variables) for name, value in environment.items()}
 
 
-@pytest.mark.parametrize("dot_env", ["copied from .env.example", "only a password"])
+@pytest.mark.parametrize("dot_env", ["written at generation", "only a password"])
 def test_gunicorn_starts_with_the_environment_compose_gives(project, compose, dot_env, tmp_path):
     if dot_env == "only a password":
         # What compose refuses to start without (${VAR:?...}), and nothing else.
         variables = {"REDIS_PASSWORD": "secret0", "DJANGO_SECRET_KEY": "k" * 50}
     else:
-        variables = env_file(project.path / ".env.example")
+        # The example's settings with drawn secrets (scripts/dot_env.py; test_secrets.py).
+        variables = env_file(project.path / ".env")
     environment = web_environment(compose, variables)
     empty = sorted(n for n in GUNICORN_OWN_VARIABLES & set(environment) if not environment[n])
     assert not empty, f"compose passes {empty} empty, and gunicorn reads them itself"

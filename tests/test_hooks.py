@@ -106,13 +106,15 @@ def test_quotes_in_answers_are_refused_not_crashed_on(tmp_path):
     assert_refused(result, "project_name must be one line of printable text", tmp_path)
 
 
-def render_hook(name: str, answers: dict) -> str:
-    """Render a hook as cookiecutter does, with answers it would never let through."""
+def render_template_file(path: Path, answers: dict) -> str:
+    """Render a file as cookiecutter does, with answers it would never let through."""
     context = {"cookiecutter": answers}
-    template = create_env_with_context(context).from_string(
-        (HOOKS / name).read_text(encoding="utf-8")
-    )
+    template = create_env_with_context(context).from_string(path.read_text(encoding="utf-8"))
     return template.render(**context)
+
+
+def render_hook(name: str, answers: dict) -> str:
+    return render_template_file(HOOKS / name, answers)
 
 
 def run_rendered_hook(
@@ -211,8 +213,20 @@ remove_unless = ["examples/deep/one.py", "examples/deep/two.py", "absent.py"]
 """
 
 
-def small_project(tmp_path: Path, table: str = SMALL_TABLE) -> Path:
+# What every project has that the hook uses besides the table: the example of
+# .env and the script that writes .env from it, which the hook runs.
+DOT_ENV_SCRIPT = "scripts/dot_env.py"
+SMALL_EXAMPLE = "# Secret: the Redis password.\nREDIS_PASSWORD=\nHTTP_PORT=8080\n"
+ALWAYS_THERE = {".env.example", "scripts", DOT_ENV_SCRIPT}
+
+
+def small_project(tmp_path: Path, table: str = SMALL_TABLE, example: str = SMALL_EXAMPLE) -> Path:
     root = tmp_path / "project"
+    (root / "scripts").mkdir(parents=True)
+    (root / DOT_ENV_SCRIPT).write_text(
+        render_template_file(TEMPLATE_DIR / DOT_ENV_SCRIPT, DEFAULT_ANSWERS), encoding="utf-8"
+    )
+    (root / ".env.example").write_text(example, encoding="utf-8")
     for name in [
         "keep.py",
         "threads.py",
@@ -238,8 +252,9 @@ def test_post_gen_removes_what_unchosen_answers_own(tmp_path):
     answers = {**DEFAULT_ANSWERS, "worker_class": "sync", "include_examples": False}
     result = run_rendered_hook(tmp_path, "post_gen_project.py", answers, cwd=root)
     assert result.returncode == 0, result.stderr
-    # Listed-only-for-others files go, empty directories with them, and the table.
-    assert files_under(root) == {"keep.py", "shared", "shared/other.py"}
+    # Listed-only-for-others files go, empty directories with them, and the table;
+    # .env is written.
+    assert files_under(root) == {"keep.py", "shared", "shared/other.py", ".env", *ALWAYS_THERE}
 
 
 def test_post_gen_keeps_a_path_any_chosen_value_lists(tmp_path):
@@ -260,6 +275,8 @@ def test_post_gen_keeps_a_path_any_chosen_value_lists(tmp_path):
         "examples/deep",
         "examples/deep/one.py",
         "examples/deep/two.py",
+        ".env",
+        *ALWAYS_THERE,
     }
 
 
@@ -287,3 +304,25 @@ def test_post_gen_refuses_a_broken_table_with_one_sentence(tmp_path, table, sent
     assert sentence in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_post_gen_writes_dot_env_with_a_drawn_secret(tmp_path):
+    root = small_project(tmp_path)
+    result = run_rendered_hook(tmp_path, "post_gen_project.py", DEFAULT_ANSWERS, cwd=root)
+    assert result.returncode == 0, result.stderr
+    lines = (root / ".env").read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("# Written by scripts/dot_env.py from .env.example")
+    (password,) = (line.removeprefix("REDIS_PASSWORD=") for line in lines if "PASSWORD" in line)
+    assert re.fullmatch(r"[0-9a-f]{64}", password), password
+    assert "HTTP_PORT=8080" in lines
+
+
+def test_post_gen_refuses_an_example_that_holds_a_secret_with_one_sentence(tmp_path):
+    root = small_project(tmp_path, example="REDIS_PASSWORD=known-to-every-clone\n")
+    result = run_rendered_hook(tmp_path, "post_gen_project.py", DEFAULT_ANSWERS, cwd=root)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        ".env.example gives the secret REDIS_PASSWORD a value, which every clone of the "
+        "repository would know; leave it empty there."
+    ]
+    assert not (root / ".env").exists()

@@ -45,8 +45,8 @@ README = "README.md"
 NEW_PARAGRAPH_START = "`.cruft.json` records"
 NEW_FILE = "tests/unit/test_replies.py"
 RETIRED_FILE = "docs/retired-notes.md"
-# Random secrets: rendered anew each time, so `[tool.cruft] skip` keeps the project's own.
-SKIPPED_FILE = ".env.example"
+# Random secrets: drawn anew at each rendering, so `[tool.cruft] skip` keeps the project's own.
+SKIPPED_FILE = ".env"
 
 # The team's own changes, far from the template's in the same README and in a source file.
 LOCAL_README_LINE = "Run by the payments team; ask in #payments before changing the locks."
@@ -208,7 +208,7 @@ def project_files(root: Path, relative: list[Path] | tuple[Path, ...]) -> dict[s
 class Updated:
     project: Path
     history: History
-    env_example_before: bytes
+    dot_env_before: bytes
     update: subprocess.CompletedProcess[str]
 
 
@@ -229,13 +229,13 @@ def updated(request, history, tmp_path_factory) -> Updated:
     with routes_file(project).open("a", encoding="utf-8") as routes:
         routes.write(LOCAL_ROUTES_TEXT)
     commit_all(project, "The team's own changes")
-    env_example_before = (project / SKIPPED_FILE).read_bytes()
+    dot_env_before = (project / SKIPPED_FILE).read_bytes()
 
     # The team pulls the template's new commit into its clone, then updates.
     git(template, "merge", "--quiet", "--ff-only", "origin/main")
     result = run(CRUFT, "update", "--skip-apply-ask", cwd=project)
     check(result, "cruft update")
-    return Updated(project, history, env_example_before, result)
+    return Updated(project, history, dot_env_before, result)
 
 
 def test_the_update_applies_without_conflicts(updated):
@@ -259,7 +259,7 @@ def test_the_local_changes_are_kept(updated):
     project = updated.project
     assert (project / README).read_text(encoding="utf-8").endswith(f"\n{LOCAL_README_LINE}\n")
     assert routes_file(project).read_text(encoding="utf-8").endswith(LOCAL_ROUTES_TEXT)
-    assert (project / SKIPPED_FILE).read_bytes() == updated.env_example_before, (
+    assert (project / SKIPPED_FILE).read_bytes() == updated.dot_env_before, (
         f"{SKIPPED_FILE} is in [tool.cruft] skip: its secrets are the project's own"
     )
 
