@@ -85,6 +85,37 @@ def test_sessions_of_one_process_or_one_disk_are_refused(tmp_path, overrides):
     assert "django_project.E002" in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize(
+    ("overrides", "redis_url"),
+    [
+        ("CACHES['state']['OPTIONS'] = {'MAX_ENTRIES': 1000}", ""),
+        ("CACHES['default']['OPTIONS']['CULL_FREQUENCY'] = 2", "redis://127.0.0.1:1/0"),
+    ],
+    ids=["sqlite-state", "redis"],
+)
+def test_bounds_a_cache_would_ignore_are_refused(tmp_path, overrides, redis_url):
+    done = run_check(tmp_path, overrides, REDIS_URL=redis_url)
+    assert done.returncode != 0
+    assert "django_project.E003" in done.stderr, done.stderr
+    assert "would ignore" in done.stderr
+
+
+def test_bounds_on_the_default_cache_are_honoured(tmp_path):
+    overrides = "CACHES['default']['OPTIONS'] = {'MAX_ENTRIES': 1000, 'CULL_FREQUENCY': 4}"
+    done = run_check(tmp_path, overrides)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "backend", ["{{ cookiecutter.package_name }}.django_project.cache.SQLiteCache", LOCMEM]
+)
+def test_a_state_cache_that_may_drop_entries_is_refused(tmp_path, backend):
+    done = run_check(tmp_path, f"CACHES['state']['BACKEND'] = {backend!r}")
+    assert done.returncode != 0
+    assert "django_project.E004" in done.stderr, done.stderr
+    assert "the counters kept there would be lost" in done.stderr
+
+
 def test_debug_allows_a_local_cache(tmp_path):
     done = run_check(tmp_path, "DEBUG = True\n" + caches(LOCMEM))
     assert done.returncode == 0, done.stderr

@@ -1,16 +1,17 @@
 """The example counters, through Django's cache, as a Django project would write them.
 
-In a Django project shared counters go through `django.core.cache`; the
-settings make it a store every worker shares (django-redis, whose incr is one
-Lua step, or cache.SQLiteCache). `add` then `incr` are each atomic, so
-concurrent increments through any number of workers add up exactly. These
-handlers replace the shared `incr_counter` and `get_counter` in the routes
-the Django adapter mounts.
+In a Django project shared counters go through `django.core.cache`, in the
+alias for state (settings.STATE_CACHE_ALIAS): unlike a bounded cache, it never
+drops an entry to make room. The settings make it a store every worker shares
+(django-redis, whose incr is one Lua step, or cache.SQLiteStateCache). `add`
+then `incr` are each atomic, so concurrent increments through any number of
+workers add up exactly. These handlers replace the shared `incr_counter` and
+`get_counter` in the routes the Django adapter mounts.
 
 An increment with an Idempotency-Key needs the key's record and the increment
 in one atomic step, which the cache API has no call for: with Redis it is the
 toolkit's two scripts (`state.IncrOnce`) on django-redis's own client, with
-SQLite one transaction on the cache's table. The cache's client has its own
+SQLite one transaction on the state cache's table. The cache's client has its own
 circuit breaker, as the toolkit's has (see `breaker`).
 """
 
@@ -21,7 +22,8 @@ import pickle
 import time
 from contextlib import AbstractContextManager
 
-from django.core.cache import caches
+from django.conf import settings
+from django.core.cache import BaseCache, caches
 from django_redis import get_redis_connection
 from django_redis.exceptions import ConnectionInterrupted
 
@@ -34,7 +36,7 @@ from ..examples.handlers import idempotency_key
 from ..replies import Call, Reply, json_reply
 from ..schemas import check_name, parse_json, validate
 from ..state import REDIS_UNAVAILABLE, IncrOnce
-from .cache import SQLiteCache
+from .cache import SQLiteStateCache
 
 # What the cache raises when its store does not answer. django-redis re-raises the
 # redis-py error behind ConnectionInterrupted (unless IGNORE_EXCEPTIONS, never set).
@@ -57,11 +59,15 @@ def _guarded(operation: str) -> AbstractContextManager[None]:
     return _breaker().guard(operation)
 
 
+def _state() -> BaseCache:
+    return caches[settings.STATE_CACHE_ALIAS]
+
+
 def _incr_once(name: str, by: int, key: str, ttl: float) -> int:
-    cache = caches["default"]
-    if isinstance(cache, SQLiteCache):
+    cache = _state()
+    if isinstance(cache, SQLiteStateCache):
         return _sqlite_incr_once(cache, name, by, key, ttl)
-    increment = IncrOnce(get_redis_connection("default"))
+    increment = IncrOnce(get_redis_connection(settings.STATE_CACHE_ALIAS))
     counter = cache.make_key(_key(name))
     return increment(
         binding=cache.make_key(f"idempotency:{key}"),
@@ -73,7 +79,7 @@ def _incr_once(name: str, by: int, key: str, ttl: float) -> int:
     )
 
 
-def _sqlite_incr_once(cache: SQLiteCache, name: str, by: int, key: str, ttl: float) -> int:
+def _sqlite_incr_once(cache: SQLiteStateCache, name: str, by: int, key: str, ttl: float) -> int:
     """The counter's row and the key's record, in one transaction on the cache's table.
 
     The record is stored as the cache stores any value (a pickle), so `cache.get`
@@ -84,18 +90,18 @@ def _sqlite_incr_once(cache: SQLiteCache, name: str, by: int, key: str, ttl: flo
     now = time.time()
     with cache._db.transaction() as conn:
         row = conn.execute(
-            "SELECT value FROM django_cache WHERE key = ? AND expires_at > ?", (record, now)
+            "SELECT value FROM django_state WHERE key = ? AND expires_at > ?", (record, now)
         ).fetchone()
         if row is None:
             # The counter never expires; `add` then `incr` store it the same way.
             (value,) = conn.execute(
-                "INSERT INTO django_cache (key, value, expires_at) VALUES (?, ?, NULL) "
+                "INSERT INTO django_state (key, value, expires_at) VALUES (?, ?, NULL) "
                 "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value "
                 "RETURNING value",
                 (counter, by),
             ).fetchone()
             conn.execute(
-                "INSERT INTO django_cache (key, value, expires_at) VALUES (?, ?, ?) "
+                "INSERT INTO django_state (key, value, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE "
                 "SET value = excluded.value, expires_at = excluded.expires_at",
                 (record, pickle.dumps((name, by, value)), now + ttl),
@@ -115,7 +121,7 @@ def incr_counter(call: Call) -> Reply:
     operation = "cache.incr" if key is None else "cache.incr_once"
     with _guarded(operation), unavailable_when(*CACHE_UNAVAILABLE, operation=operation):
         if key is None:
-            cache = caches["default"]
+            cache = _state()
             # No timeout: a counter is state, not a cached copy of something.
             cache.add(_key(name), 0, timeout=None)
             value = cache.incr(_key(name), by)
@@ -127,7 +133,7 @@ def incr_counter(call: Call) -> Reply:
 def get_counter(call: Call) -> Reply:
     name = check_name(call.params["name"])
     with _guarded("cache.get"), unavailable_when(*CACHE_UNAVAILABLE, operation="cache.get"):
-        value = caches["default"].get(_key(name), 0)
+        value = _state().get(_key(name), 0)
     return json_reply(200, {"name": name, "value": int(value)})
 
 

@@ -116,24 +116,30 @@ else:
         }
     }
 
-# The cache holds shared state (the example counters), so it must be one store for
-# every worker: Redis when REDIS_URL is set (django-redis: atomic incr, one pool per
-# process), otherwise SQLite in DATA_DIR on this host (cache.py says why our own).
+# Both caches are one store for every worker: Redis when REDIS_URL is set (django-redis:
+# atomic incr, one pool per process), otherwise SQLite in DATA_DIR on this host (cache.py
+# says why our own). "default" holds copies, which it may drop to stay within Django's
+# MAX_ENTRIES and CULL_FREQUENCY on SQLite; STATE_CACHE_ALIAS holds what must last (the
+# example counters), which no cull and no clear() of the default cache touches (checks.py
+# refuses a state cache that could drop entries).
+STATE_CACHE_ALIAS = "state"
 if SERVICE.redis_url:
+    _REDIS_CACHE = {
+        "BACKEND": f"{__package__}.cache.SharedRedisCache",
+        "LOCATION": SERVICE.redis_url,
+        "OPTIONS": {
+            # A paused or unreachable Redis must turn into a 503, not a hung worker.
+            "SOCKET_CONNECT_TIMEOUT": SERVICE.redis_timeout,
+            "SOCKET_TIMEOUT": SERVICE.redis_timeout,
+            # No automatic retries: re-sending INCRBY after a timeout could count
+            # twice. Never IGNORE_EXCEPTIONS: an outage would read as wrong answers.
+            "CONNECTION_POOL_KWARGS": {"retry": Retry(NoBackoff(), 0)},
+        },
+    }
     CACHES = {
-        "default": {
-            "BACKEND": f"{__package__}.cache.SharedRedisCache",
-            "LOCATION": SERVICE.redis_url,
-            "KEY_PREFIX": SERVICE.key_prefix,
-            "OPTIONS": {
-                # A paused or unreachable Redis must turn into a 503, not a hung worker.
-                "SOCKET_CONNECT_TIMEOUT": SERVICE.redis_timeout,
-                "SOCKET_TIMEOUT": SERVICE.redis_timeout,
-                # No automatic retries: re-sending INCRBY after a timeout could count
-                # twice. Never IGNORE_EXCEPTIONS: an outage would read as wrong answers.
-                "CONNECTION_POOL_KWARGS": {"retry": Retry(NoBackoff(), 0)},
-            },
-        }
+        "default": {**_REDIS_CACHE, "KEY_PREFIX": SERVICE.key_prefix},
+        # A prefix of its own: the default cache's clear() deletes only its own keys.
+        STATE_CACHE_ALIAS: {**_REDIS_CACHE, "KEY_PREFIX": f"{SERVICE.key_prefix}:state"},
     }
 else:
     CACHES = {
@@ -141,7 +147,12 @@ else:
             "BACKEND": f"{__package__}.cache.SQLiteCache",
             "LOCATION": str(DATA_DIR),
             "KEY_PREFIX": SERVICE.key_prefix,
-        }
+        },
+        STATE_CACHE_ALIAS: {
+            "BACKEND": f"{__package__}.cache.SQLiteStateCache",
+            "LOCATION": str(DATA_DIR),
+            "KEY_PREFIX": SERVICE.key_prefix,
+        },
     }
 
 # Sessions where every worker, on every host, finds them: with Redis, in the shared
