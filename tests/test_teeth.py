@@ -57,6 +57,10 @@ CASES = [
     ("flask", "per_process_registry", "test_metrics.py"),
     ("django", "per_process_registry", "test_metrics.py"),
     ("aiohttp", "per_process_registry", "test_metrics.py"),
+    # every task's child started at once: no cap on long work per host
+    ("flask", "uncapped_tasks", "test_long_work_cap.py"),
+    ("django", "uncapped_tasks", "test_long_work_cap.py"),
+    ("aiohttp", "uncapped_tasks", "test_long_work_cap.py"),
 ]
 
 

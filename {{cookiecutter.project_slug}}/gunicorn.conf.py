@@ -26,6 +26,9 @@ _DEFAULT_APP = "{{ cookiecutter.package_name }}.flask_app:app"
 # nginx waits this much longer than gunicorn lets a worker run, so gunicorn's own
 # limit (and its log line) comes first.
 _NGINX_READ_MARGIN_SECONDS = 30
+# Child tasks at once per usable CPU, at most, by default: each is an interpreter of
+# its own (100 at once took 1.1 GB), and more than a few per CPU only share them.
+_LONG_WORK_PER_CPU = 4
 
 
 def _env(name, default):
@@ -55,6 +58,17 @@ def default_workers(worker_class, cpus):
     if worker_class == "sync":
         return 2 * cpus + 1
     return cpus + 1
+
+
+def default_long_work_cap(worker_class, workers, threads, connections, cpus):
+    # A child task holds what serves its request as long as it runs: a sync worker,
+    # a gthread thread, a gevent or aiohttp connection. A quarter of those (at least
+    # one) stay free for short requests. Each child is a whole interpreter competing
+    # for the CPUs, so never more than _LONG_WORK_PER_CPU per CPU: the bound that
+    # counts under gevent and aiohttp, which serve a thousand connections a worker.
+    per_worker = {"sync": 1, "gthread": threads}.get(worker_class, connections)
+    serving = workers * per_worker
+    return max(1, min(serving - max(1, serving // 4), _LONG_WORK_PER_CPU * cpus))
 
 
 wsgi_app = _env("APP_MODULE", _DEFAULT_APP)
@@ -94,6 +108,14 @@ threads = _env_int("GUNICORN_THREADS", 4) if worker_class_name == "gthread" else
 # the listen backlog (at 2 x threads, 32 clients on 3 workers: p99 0.6-1.5 s). A
 # gthread worker with no free thread stops accepting anyway (gthread_worker.py).
 worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000)
+# Child tasks at once on this host, across its workers (capacity.py): past it, 503
+# busy at once. LONG_WORK_CAP, or derived from the workers (default_long_work_cap).
+long_work_cap = _env_int("LONG_WORK_CAP", 0) or default_long_work_cap(
+    worker_class_name, workers, threads, worker_connections, cpus
+)
+# Every worker inherits it. gunicorn puts its own environment back before a reload
+# reads this file again, so the default follows a changed worker count.
+raw_env = [f"LONG_WORK_CAP={long_work_cap}"]
 # A worker silent this long is killed; nginx's proxy_read_timeout is set above it.
 # A sync worker is silent for a whole request, so its default must outlast the
 # longest one the service allows (a 60 s task); other classes beat in between.
@@ -278,10 +300,10 @@ def resolved():
     names = [
         "wsgi_app", "bind", "umask", "limit_request_line", "limit_request_fields",
         "limit_request_field_size", "worker_class_name", "worker_class", "cpus", "workers",
-        "threads", "worker_connections", "timeout", "graceful_timeout", "keepalive",
-        "max_requests", "max_requests_jitter", "worker_tmp_dir", "control_socket",
-        "control_socket_disable", "forwarded_allow_ips", "preload_app", "pidfile",
-        "accesslog", "errorlog", "loglevel", "access_log_format",
+        "threads", "worker_connections", "long_work_cap", "raw_env", "timeout",
+        "graceful_timeout", "keepalive", "max_requests", "max_requests_jitter",
+        "worker_tmp_dir", "control_socket", "control_socket_disable", "forwarded_allow_ips",
+        "preload_app", "pidfile", "accesslog", "errorlog", "loglevel", "access_log_format",
         "nginx_read_timeout",
     ]  # fmt: skip
     return {name: globals()[name] for name in names}

@@ -14,6 +14,8 @@ NAIVE_VARIANT naming one mistake teams really make:
   per_process_registry
                    /metrics answered from the worker's own registry, as
                    prometheus_client's default one is: the answering worker's share
+  uncapped_tasks   every task's child started at once, with no cap on how many a
+                   host runs: long tasks hold every worker and a burst every byte
 
 NAIVE_PACKAGE is the generated package and NAIVE_APP the real app
 ("module:attribute", e.g. "<package>.django_project.wsgi:application", or
@@ -42,6 +44,7 @@ schemas = importlib.import_module(f"{_package}.examples.schemas")
 inputs = importlib.import_module(f"{_package}.schemas")
 runtime = importlib.import_module(f"{_package}.runtime")
 replies = importlib.import_module(f"{_package}.replies")
+processes = importlib.import_module(f"{_package}.processes")
 
 _counters: dict[str, int] = {}
 _fences = itertools.count(1)
@@ -105,6 +108,11 @@ def write_to_fixed_path(call, store):
     return replies.json_reply(201, handlers._export_view(meta))
 
 
+def uncapped_task(call):
+    task, argv, timeout = handlers.task_request(call)
+    return handlers.task_reply(task, processes.run(argv, timeout))
+
+
 def use_locmem_cache():
     """Django's default when CACHES is unset: a private copy in every process.
 
@@ -160,6 +168,12 @@ async def blocking_locked_increment(call):
     return handlers.locked_reply(name, value, lease.fence)
 
 
+async def async_uncapped_task(call):
+    task, argv, timeout = handlers.task_request(call)
+    aio_processes = importlib.import_module(f"{_package}.aio.processes")
+    return handlers.task_reply(task, await aio_processes.run(argv, timeout))
+
+
 def per_process_scrape(call):
     """/metrics from this worker's own registry, nobody adding the workers up: the
     values it reads are this process's (prometheus_client's default registry does
@@ -205,6 +219,7 @@ _VARIANTS = {
     "reaping_sigchld": {},
     "blocking_sleep": {},
     "per_process_registry": {},
+    "uncapped_tasks": {"run_task": uncapped_task},
 }
 _ASYNC_VARIANTS = {
     "local_counter": {"incr_counter": async_local_incr, "get_counter": async_local_get},
@@ -213,6 +228,7 @@ _ASYNC_VARIANTS = {
     "reaping_sigchld": {},
     "blocking_sleep": {"locked_increment": blocking_locked_increment},
     "per_process_registry": {},
+    "uncapped_tasks": {"run_task": async_uncapped_task},
 }
 _variant = os.environ["NAIVE_VARIANT"]
 _framework = importlib.import_module(_package).FRAMEWORK

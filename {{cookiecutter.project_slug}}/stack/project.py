@@ -50,6 +50,8 @@ class GunicornSettings:
     # How long nginx waits for an answer: above gunicorn's worker timeout.
     nginx_read_timeout: int
     workers: int = 2
+    # Child tasks at once across the workers (LONG_WORK_CAP), for the tests that fill it.
+    long_work_cap: int = 1
 
 
 def gunicorn_settings(env: dict[str, str]) -> GunicornSettings:
@@ -97,4 +99,5 @@ def gunicorn_settings(env: dict[str, str]) -> GunicornSettings:
         graceful_timeout=number("graceful_timeout"),
         nginx_read_timeout=number("nginx_read_timeout"),
         workers=number("workers"),
+        long_work_cap=number("long_work_cap"),
     )

@@ -88,6 +88,10 @@ class Settings:
     # The peers whose X-Forwarded-For names the client the rate limit counts: the same
     # FORWARDED_ALLOW_IPS (and default) gunicorn.conf.py trusts for X-Forwarded-Proto.
     forwarded_allow_ips: str
+    # Child tasks at once on this host, counted across its workers (capacity.py); past
+    # it, 503 busy at once. gunicorn.conf.py sets it from the workers and their class,
+    # so some always stay free for short requests; a process served otherwise runs one.
+    long_work_cap: int
 
 
 def load() -> Settings:
@@ -111,4 +115,5 @@ def load() -> Settings:
         rate_limit_per_second=env_float("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
         rate_limit_burst=env_int("RATE_LIMIT_BURST", 1000, minimum=1),
         forwarded_allow_ips=env_str("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
+        long_work_cap=env_int("LONG_WORK_CAP", 1, minimum=1),
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING
 
-from .errors import InvalidInput, RateLimited, ServiceError
+from .errors import Busy, InvalidInput, RateLimited, ServiceError
 from .exports import ID_PATTERN
 from .replies import ERRORS, STATUS_CODES, Call, Reply, json_reply
 from .schemas import NAME_PATTERN, object_schema
@@ -78,14 +78,15 @@ class Operation:
 
 
 # Headers some errors carry: the client needs them to act on the answer.
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before sending another such request.",
+        "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
+    }
+}
 ERROR_HEADERS: dict[type[ServiceError], dict[str, dict]] = {
-    RateLimited: {
-        "Retry-After": {
-            "description": "Seconds to wait before sending another such request.",
-            "required": True,
-            "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
-        }
-    },
+    RateLimited: RETRY_AFTER,
+    Busy: RETRY_AFTER,
 }
 # nginx (and the framework, for direct connections) refuse these before a handler runs.
 UNROUTABLE = 404
@@ -158,10 +159,14 @@ def error_statuses(operation: Operation, path_params: bool) -> dict[int, set[str
 
 
 def _headers_of(status: int, operation: Operation) -> dict[str, dict]:
+    """The headers of the operation's errors with this status; required where every
+    one of them sends it (a 503 busy has Retry-After, a 503 backend_unavailable not)."""
+    errors = [error for error in operation.errors if ERRORS[error][0] == status]
     headers: dict[str, dict] = {}
-    for error in operation.errors:
-        if ERRORS[error][0] == status:
-            headers.update(ERROR_HEADERS.get(error, {}))
+    for error in errors:
+        for name, header in ERROR_HEADERS.get(error, {}).items():
+            required = all(name in ERROR_HEADERS.get(other, {}) for other in errors)
+            headers[name] = {**header, "required": required}
     return headers
 
 

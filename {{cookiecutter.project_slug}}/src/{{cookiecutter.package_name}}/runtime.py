@@ -1,4 +1,4 @@
-"""What each worker process opens once: settings, state, locks, exports, rate limit.
+"""What each worker process opens once: settings, state, locks, exports, rate limit, slots.
 
 A connection or file handle made in the gunicorn master would be shared by
 every forked worker, so nothing is opened at import: `current()` opens it all
@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from . import backend, config, ratelimit
+from . import backend, capacity, config, ratelimit
 from .errors import ConfigError
 from .exports import ExportStore
 from .locks import Locks
@@ -36,6 +36,8 @@ class Runtime:
     exports: ExportStore
     # Expensive requests per client, counted on the same backend as the state.
     limiter: ratelimit.ClientRateLimit
+    # This host's slots for long work (child tasks), shared by its workers.
+    slots: capacity.Slots
 
 
 _guard = threading.Lock()
@@ -44,7 +46,14 @@ _opened: tuple[int, Runtime] | None = None
 
 def open_runtime(settings: config.Settings) -> Runtime:
     state, locks = backend.open_backend(settings)
-    return Runtime(settings, state, locks, open_exports(settings), ratelimit.open_limit(settings))
+    return Runtime(
+        settings,
+        state,
+        locks,
+        open_exports(settings),
+        ratelimit.open_limit(settings),
+        capacity.open_slots(settings),
+    )
 
 
 def open_exports(settings: config.Settings) -> ExportStore:

@@ -103,6 +103,9 @@ def rate_limited_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[obj
 {% endif %}
         "RATE_LIMIT_PER_SECOND": "1",
         "RATE_LIMIT_BURST": "5",
+        # A task for each worker at once, so every refusal here is the rate limit's
+        # (test_long_work_cap.py proves the cap).
+        "LONG_WORK_CAP": "3",
     }
     with own_stack_or_skip(tmp_path_factory, "rate-limited", env) as started:
         yield started

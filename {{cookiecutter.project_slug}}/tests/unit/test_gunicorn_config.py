@@ -74,6 +74,25 @@ def test_workers_follow_the_cpus_this_process_may_use():
         assert json.loads(pinned.stdout)["cpus"] == 1
 
 
+@pytest.mark.parametrize("worker_class", ["sync", "gthread", "gevent"])
+@pytest.mark.parametrize("workers", ["2", "3", "5", "17"])
+def test_the_long_work_cap_leaves_room_for_short_requests(worker_class, workers):
+    settings = resolved(GUNICORN_WORKER_CLASS=worker_class, WEB_CONCURRENCY=workers)
+    cap = settings["long_work_cap"]
+    # Requests served at once: a sync worker one, a gthread worker one per thread.
+    serving = settings["workers"] * (settings["threads"] if worker_class == "gthread" else 1)
+    assert 1 <= cap <= 4 * settings["cpus"], settings
+    if worker_class != "gevent":
+        assert cap < serving, f"{cap} tasks would hold all {serving} of {worker_class}"
+    # Every worker inherits it.
+    assert settings["raw_env"] == [f"LONG_WORK_CAP={cap}"]
+
+
+def test_long_work_cap_overrides_the_default():
+    assert resolved(LONG_WORK_CAP="7")["long_work_cap"] == 7
+    assert resolved(LONG_WORK_CAP="7")["raw_env"] == ["LONG_WORK_CAP=7"]
+
+
 def test_web_concurrency_overrides_but_never_below_two():
     assert resolved(WEB_CONCURRENCY="5")["workers"] == 5
     assert resolved(WEB_CONCURRENCY="1")["workers"] == 2

@@ -10,7 +10,7 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from {{ cookiecutter.package_name }} import openapi, schemas
-from {{ cookiecutter.package_name }}.errors import InvalidInput
+from {{ cookiecutter.package_name }}.errors import BackendUnavailable, Busy, InvalidInput
 from {{ cookiecutter.package_name }}.replies import Call
 from {{ cookiecutter.package_name }}.routes import ROUTES
 
@@ -138,6 +138,15 @@ def test_rate_limited_answers_declare_retry_after(document):
         answer = operation_of(document, route)["responses"].get("429")
         if answer is not None:
             assert answer["headers"]["Retry-After"]["required"] is True, route.path
+
+
+def test_retry_after_is_required_where_every_error_of_the_status_sends_it():
+    busy_only = openapi.Operation("busy", errors=(Busy,))
+    with_outage = openapi.Operation("either", errors=(Busy, BackendUnavailable))
+    header = "Retry-After"
+    assert openapi._headers_of(503, busy_only)[header]["required"] is True
+    # A 503 backend_unavailable sends none: a client must not count on one.
+    assert openapi._headers_of(503, with_outage)[header]["required"] is False
 {% if cookiecutter.include_examples %}
 
 

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from .. import backend, config, ratelimit, runtime
+from .. import backend, capacity, config, ratelimit, runtime
 from ..breaker import Breaker
 from ..exports import ExportStore
 from .breaker import GuardedAsyncLocks, GuardedAsyncState
@@ -36,6 +36,9 @@ class AsyncRuntime:
     # The sync store: its calls are blocking file work, run on `files`.
     exports: ExportStore
     limiter: AsyncClientRateLimit
+    # This host's slots for long work: taking one never waits (a non-blocking flock),
+    # so it is taken on the loop.
+    slots: capacity.Slots
     # The embedded backend's calls.
     store: Offload
     # Export writes and reads.
@@ -85,6 +88,7 @@ async def opened(settings: config.Settings) -> AsyncIterator[AsyncRuntime]:
             locks=GuardedAsyncLocks(locks, guard),
             exports=runtime.open_exports(settings),
             limiter=AsyncClientRateLimit(limiter, proxies, settings.backend_retry_after),
+            slots=capacity.open_slots(settings),
             store=store,
             files=files,
         )

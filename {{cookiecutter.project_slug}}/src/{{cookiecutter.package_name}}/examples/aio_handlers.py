@@ -18,6 +18,7 @@ from ..schemas import check_name
 from . import handlers
 from .handlers import (
     GUARDED_KEY,
+    LONG_WORK,
     counter_reply,
     export_reply,
     export_request,
@@ -80,7 +81,8 @@ async def download_export(call: Call) -> Reply:
 
 async def run_task(call: Call) -> Reply:
     task, argv, timeout = task_request(call)
-    return task_reply(task, await processes.run(argv, timeout))
+    with aio_runtime.current().slots.hold(LONG_WORK):
+        return task_reply(task, await processes.run(argv, timeout))
 
 
 # Every sync handler of `handlers` that a route mounts, by name.

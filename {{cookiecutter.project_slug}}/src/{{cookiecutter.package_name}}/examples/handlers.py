@@ -18,6 +18,8 @@ from ..replies import Call, Reply, download_reply, json_reply
 from ..schemas import NAME_PATTERN, check_name, parse_json, validate
 from . import schemas, tasks
 
+# What a task's slot is called in a `busy` answer.
+LONG_WORK = "child tasks"
 # The guarded value's key among the data each lock fences.
 GUARDED_KEY = "value"
 CHUNK = 1 << 20
@@ -188,4 +190,6 @@ def download_export(call: Call) -> Reply:
 
 def run_task(call: Call) -> Reply:
     task, argv, timeout = task_request(call)
-    return task_reply(task, processes.run(argv, timeout))
+    # A child holds this worker (or thread) to its end: past the host's cap, 503 at once.
+    with runtime.current().slots.hold(LONG_WORK):
+        return task_reply(task, processes.run(argv, timeout))

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import (
     BackendUnavailable,
+    Busy,
     IdempotencyKeyReused,
     InsufficientStorage,
     InvalidInput,
@@ -174,6 +175,6 @@ OPERATIONS: dict[str, Operation] = {
         response=TASK_RESULT,
         request=TASK,
         invalid=(*BODY_CODES, "unknown_task"),
-        errors=(RateLimited,),
+        errors=(RateLimited, Busy),
     ),
 }
