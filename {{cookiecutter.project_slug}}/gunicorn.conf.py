@@ -100,6 +100,14 @@ threads = _env_int("GUNICORN_THREADS", 4) if worker_class_name == "gthread" else
 # the listen backlog (at 2 x threads, 32 clients on 3 workers: p99 0.6-1.5 s). A
 # gthread worker with no free thread stops accepting anyway (gthread_worker.py).
 worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000)
+# Requests one worker serves at once, which its Redis connection pool is sized from
+# (config.py); 0 where the class sets no bound (aiohttp's accepts every connection).
+worker_concurrency = {"sync": 1, "gthread": threads, "gevent": worker_connections}.get(
+    worker_class_name, 0
+)
+# gunicorn sets these in its environment before it forks the workers (and again on a
+# HUP reload): the application reads its share from there.
+raw_env = [f"APP_WORKER_CONCURRENCY={worker_concurrency}"]
 # A worker silent this long is killed; nginx's proxy_read_timeout is set above it.
 # A sync worker is silent for a whole request, so its default must outlast the
 # longest one the service allows (a 60 s task); other classes beat in between.
@@ -285,9 +293,9 @@ def resolved():
     names = [
         "wsgi_app", "bind", "umask", "limit_request_line", "limit_request_fields",
         "limit_request_field_size", "worker_class_name", "worker_class", "cpus", "workers",
-        "threads", "worker_connections", "timeout", "graceful_timeout", "keepalive",
-        "max_requests", "max_requests_jitter", "worker_tmp_dir", "control_socket",
-        "control_socket_disable", "forwarded_allow_ips", "preload_app", "pidfile",
+        "threads", "worker_connections", "worker_concurrency", "raw_env", "timeout",
+        "graceful_timeout", "keepalive", "max_requests", "max_requests_jitter", "worker_tmp_dir",
+        "control_socket", "control_socket_disable", "forwarded_allow_ips", "preload_app", "pidfile",
         "accesslog", "errorlog", "loglevel", "access_log_format",
         "keeps_connections", "nginx_read_timeout",
     ]  # fmt: skip

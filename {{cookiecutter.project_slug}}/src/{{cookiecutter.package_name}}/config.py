@@ -50,7 +50,15 @@ class Settings:
     # Unset means no Redis: the embedded single-host backend in data_dir serves instead.
     redis_url: str
     # Without socket timeouts a paused Redis hangs requests instead of answering 503.
+    # A call also waits at most this long for a free connection, then answers 503 busy.
     redis_timeout: float
+    # Redis connections one worker's requests share (its rate limit included). A call
+    # holds one for a round trip, so a worker needs no more than it serves requests
+    # at once: APP_WORKER_CONCURRENCY, which gunicorn.conf.py derives from the worker
+    # class. Past REDIS_MAX_CONNECTIONS (gevent's 1,000 connections, aiohttp's no
+    # bound) calls wait their turn instead: every worker of every host shares Redis's
+    # maxclients (10,000 by default) and each worker its file descriptors.
+    redis_connections: int
     # One prefix per service, so two services can share a Redis without colliding.
     key_prefix: str
     # The embedded backend's private directory (SQLite, lock files); one host only.
@@ -94,9 +102,13 @@ def load() -> Settings:
     delivery = env_str("EXPORT_DELIVERY", "accel")
     if delivery not in {"accel", "direct"}:
         raise ConfigError(f"EXPORT_DELIVERY must be accel or direct, not {delivery!r}.")
+    # 0 (or unset, outside gunicorn): no bound known, REDIS_MAX_CONNECTIONS serves.
+    concurrency = env_int("APP_WORKER_CONCURRENCY", 0)
+    max_connections = env_int("REDIS_MAX_CONNECTIONS", 100, minimum=1)
     return Settings(
         redis_url=env_str("REDIS_URL", ""),
         redis_timeout=env_float("REDIS_TIMEOUT_SECONDS", 2.0, minimum=0.1),
+        redis_connections=min(concurrency, max_connections) if concurrency else max_connections,
         key_prefix=env_str("KEY_PREFIX", "{{ cookiecutter.project_slug }}"),
         data_dir=Path(env_str("DATA_DIR", "var/data")).resolve(),
         export_dir=Path(env_str("EXPORT_DIR", "var/exports")).resolve(),

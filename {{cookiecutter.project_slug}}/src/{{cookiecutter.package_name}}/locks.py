@@ -53,7 +53,7 @@ from typing import Protocol
 import redis
 
 from . import metrics
-from .errors import BackendUnavailable, LockLost, LockTimeout, unavailable_on
+from .errors import BackendUnavailable, Busy, LockLost, LockTimeout, unavailable_on
 from .state import REDIS_UNAVAILABLE
 
 # SET NX PX and, only when that succeeded, raise the fence: one atomic step.
@@ -210,8 +210,9 @@ class Holding:
         finally:
             # Stopped before the release, so it never re-arms a lease given back.
             watchdog.stop()
-            # If the backend is gone the TTL frees the lock; the original error matters more.
-            with contextlib.suppress(BackendUnavailable):
+            # If the backend is gone, or has no free connection, the TTL frees the lock;
+            # the holder's own outcome (its write done, or its error) matters more.
+            with contextlib.suppress(BackendUnavailable, Busy):
                 self.release(lease)
 
 
@@ -225,7 +226,8 @@ class Watchdog:
     while the holder waits on I/O or sleeps. If the lease is found lost, the
     watchdog stops and says so; the holder's `write_fenced` refuses on its own.
     If the backend does not answer, it tries again at the next tick: the lease
-    may well still be alive.
+    may well still be alive. Renewals have connections of their own
+    (`backend.RENEWAL_CONNECTIONS`), so requests waiting for one never delay them.
     """
 
     def __init__(self, locks: Holding, lease: Lease, ttl: float) -> None:
@@ -253,7 +255,7 @@ class Watchdog:
         """Re-arm the lease once; False once there is no point trying again."""
         try:
             extended = self._locks.extend(self.lease, self.ttl)
-        except BackendUnavailable as exc:
+        except (BackendUnavailable, Busy) as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
             log.warning("lock %r: lease not extended, will retry: %s", self.lease.name, exc)
             return True
@@ -372,12 +374,20 @@ def check_ttl(ttl: float) -> None:
 
 @unavailable_on(*REDIS_UNAVAILABLE)
 class RedisLocks(Holding):
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    """Locks on `client`; extensions on `renewals` (by default `client` too)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        *,
+        renewals: redis.Redis | None = None,
+    ) -> None:
         self._redis = client
         self._keys = LockKeys(prefix)
         self._acquire = client.register_script(ACQUIRE)
         self._release = client.register_script(RELEASE)
-        self._extend = client.register_script(EXTEND)
+        self._extend = (renewals or client).register_script(EXTEND)
         self._write = client.register_script(WRITE_FENCED)
 
     def try_acquire(self, name: str, ttl: float) -> Lease | None:

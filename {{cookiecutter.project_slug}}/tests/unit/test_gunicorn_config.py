@@ -64,6 +64,22 @@ def test_tuned_per_worker_class(worker_class):
         assert settings["keepalive"] > 60
 
 
+@pytest.mark.parametrize(
+    ("worker_class", "concurrency"),
+    [("sync", "1"), ("gthread", "6"), ("gevent", "700"), ("aiohttp.GunicornWebWorker", "0")],
+)
+def test_workers_are_told_how_many_requests_they_serve_at_once(worker_class, concurrency):
+    # What each worker sizes its Redis connection pool from (config.py); gunicorn
+    # sets raw_env in the environment the workers inherit.
+    settings = resolved(
+        GUNICORN_WORKER_CLASS=worker_class,
+        GUNICORN_THREADS="6",
+        GUNICORN_WORKER_CONNECTIONS="700",
+    )
+    assert settings["worker_concurrency"] == int(concurrency)
+    assert settings["raw_env"] == [f"APP_WORKER_CONCURRENCY={concurrency}"]
+
+
 def test_workers_follow_the_cpus_this_process_may_use():
     one_cpu = resolved()
     assert one_cpu["cpus"] <= len(os.sched_getaffinity(0))

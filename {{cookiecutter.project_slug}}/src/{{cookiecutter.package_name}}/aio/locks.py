@@ -20,7 +20,7 @@ from typing import Protocol
 
 import redis.asyncio
 
-from ..errors import BackendUnavailable, LockLost, LockTimeout, unavailable_on
+from ..errors import BackendUnavailable, Busy, LockLost, LockTimeout, unavailable_on
 from ..locks import (
     ACQUIRE,
     EXTEND,
@@ -88,8 +88,9 @@ class AsyncHolding:
         finally:
             # Stopped before the release, so it never re-arms a lease given back.
             await watchdog.stop()
-            # If the backend is gone the TTL frees the lock; the original error matters more.
-            with contextlib.suppress(BackendUnavailable):
+            # If the backend is gone, or has no free connection, the TTL frees the lock;
+            # the holder's own outcome (its write done, or its error) matters more.
+            with contextlib.suppress(BackendUnavailable, Busy):
                 await self.release(lease)
 
 
@@ -141,7 +142,7 @@ class AsyncWatchdog:
     async def _extend(self) -> None:
         try:
             extended = await self._locks.extend(self.lease, self.ttl)
-        except BackendUnavailable as exc:
+        except (BackendUnavailable, Busy) as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
             log.warning("lock %r: lease not extended, will retry: %s", self.lease.name, exc)
         except Exception as exc:  # in a task nobody awaits yet: record it, stop
@@ -160,12 +161,20 @@ class AsyncWatchdog:
 
 @unavailable_on(*REDIS_UNAVAILABLE)
 class AsyncRedisLocks(AsyncHolding):
-    def __init__(self, client: redis.asyncio.Redis, prefix: str) -> None:
+    """Locks on `client`; extensions on `renewals` (by default `client` too)."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        prefix: str,
+        *,
+        renewals: redis.asyncio.Redis | None = None,
+    ) -> None:
         self._redis = client
         self._keys = LockKeys(prefix)
         self._acquire = client.register_script(ACQUIRE)
         self._release = client.register_script(RELEASE)
-        self._extend = client.register_script(EXTEND)
+        self._extend = (renewals or client).register_script(EXTEND)
         self._write = client.register_script(WRITE_FENCED)
 
     async def try_acquire(self, name: str, ttl: float) -> Lease | None:
