@@ -123,7 +123,7 @@ def _options(settings: Settings, connections: int | None) -> dict:
 def open_embedded(settings: Settings) -> tuple[embedded.SqliteState, embedded.FileLocks]:
     db = embedded.open_database(settings.data_dir)
     locks_dir = embedded.private_dir(settings.data_dir / "locks")
-    return embedded.SqliteState(db), embedded.FileLocks(locks_dir, db)
+    return embedded.SqliteState(db), embedded.FileLocks(locks_dir, db, settings.lock_record_ttl)
 
 
 def open_backend(settings: Settings, client: redis.Redis | None = None) -> tuple[State, Locks]:
@@ -139,6 +139,7 @@ def open_backend(settings: Settings, client: redis.Redis | None = None) -> tuple
             client,
             prefix,
             renewals=make_client(settings, RENEWAL_CONNECTIONS),
+            record_ttl=settings.lock_record_ttl,
         )
     else:
         state, locks = open_embedded(settings)

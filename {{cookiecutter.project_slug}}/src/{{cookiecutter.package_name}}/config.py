@@ -82,6 +82,10 @@ class Settings:
     # watchdog re-arms it every third of it while the work goes on, so it can be
     # short. Keep it well above the backend's round trip (REDIS_TIMEOUT_SECONDS).
     lock_ttl: float
+    # A lock name's own records (its fence) are forgotten this long after its last
+    # acquisition or renewal, so names used once do not fill the store; its fencing
+    # tokens still only go up (locks.py says why). Longer than any lease.
+    lock_record_ttl: float
     # After the backend fails to answer, a worker answers 503 at once for this long
     # before trying it again: a stalled backend costs each worker one timeout, not one
     # per request, so liveness and other endpoints stay fast.
@@ -102,6 +106,13 @@ def load() -> Settings:
     delivery = env_str("EXPORT_DELIVERY", "accel")
     if delivery not in {"accel", "direct"}:
         raise ConfigError(f"EXPORT_DELIVERY must be accel or direct, not {delivery!r}.")
+    lock_ttl = env_float("LOCK_TTL_SECONDS", 5.0, minimum=1.0)
+    lock_record_ttl = env_float("LOCK_RECORD_TTL_SECONDS", 86400.0, minimum=1.0)
+    if lock_record_ttl <= lock_ttl:
+        raise ConfigError(
+            f"LOCK_RECORD_TTL_SECONDS ({lock_record_ttl:g}) must exceed "
+            f"LOCK_TTL_SECONDS ({lock_ttl:g}): a lock's records must outlive its lease."
+        )
     # 0 (or unset, outside gunicorn): no bound known, REDIS_MAX_CONNECTIONS serves.
     concurrency = env_int("APP_WORKER_CONCURRENCY", 0)
     max_connections = env_int("REDIS_MAX_CONNECTIONS", 100, minimum=1)
@@ -117,7 +128,8 @@ def load() -> Settings:
         export_disk_reserve=env_int("EXPORT_DISK_RESERVE_BYTES", 64 << 20),
         export_quota=env_int("EXPORT_QUOTA_BYTES", 8 << 30, minimum=1),
         lock_wait=env_float("LOCK_WAIT_SECONDS", 10.0, minimum=0.0),
-        lock_ttl=env_float("LOCK_TTL_SECONDS", 5.0, minimum=1.0),
+        lock_ttl=lock_ttl,
+        lock_record_ttl=lock_record_ttl,
         backend_retry_after=env_float("BACKEND_RETRY_SECONDS", 1.0, minimum=0.0),
         idempotency_ttl=env_float("IDEMPOTENCY_TTL_SECONDS", 86400.0, minimum=1.0),
         rate_limit_per_second=env_float("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),

@@ -21,6 +21,8 @@ def test_defaults(monkeypatch):
         ("LOCK_TTL_SECONDS", "nan"),
         ("EXPORT_DELIVERY", "carrier-pigeon"),
         ("REDIS_MAX_CONNECTIONS", "0"),
+        # A lock's records must outlive its lease (LOCK_TTL_SECONDS, 5 by default).
+        ("LOCK_RECORD_TTL_SECONDS", "5"),
     ],
 )
 def test_bad_settings_name_themselves(monkeypatch, name, value):

@@ -24,6 +24,7 @@ from ..errors import BackendUnavailable, Busy, LockLost, LockTimeout, unavailabl
 from ..locks import (
     ACQUIRE,
     EXTEND,
+    RECORD_TTL_SECONDS,
     RELEASE,
     WRITE_FENCED,
     Lease,
@@ -31,6 +32,7 @@ from ..locks import (
     Locks,
     backoff,
     check_ttl,
+    lease_args,
     new_token,
     renewal_period,
     waiting_counted,
@@ -169,9 +171,11 @@ class AsyncRedisLocks(AsyncHolding):
         prefix: str,
         *,
         renewals: redis.asyncio.Redis | None = None,
+        record_ttl: float = RECORD_TTL_SECONDS,
     ) -> None:
         self._redis = client
         self._keys = LockKeys(prefix)
+        self._record_ttl = record_ttl
         self._acquire = client.register_script(ACQUIRE)
         self._release = client.register_script(RELEASE)
         self._extend = (renewals or client).register_script(EXTEND)
@@ -181,7 +185,7 @@ class AsyncRedisLocks(AsyncHolding):
         check_ttl(ttl)
         token = new_token()
         keys = [self._keys.owner(name), self._keys.fence(name)]
-        result = await self._acquire(keys=keys, args=[token, int(ttl * 1000)])
+        result = await self._acquire(keys=keys, args=[token, *lease_args(ttl, self._record_ttl)])
         return None if result is None else Lease(name, token, int(result))
 
     async def release(self, lease: Lease) -> bool:
@@ -191,8 +195,9 @@ class AsyncRedisLocks(AsyncHolding):
     async def extend(self, lease: Lease, ttl: float) -> bool:
         """Reset the remaining TTL to `ttl`, only while the lease still holds."""
         check_ttl(ttl)
-        owner = self._keys.owner(lease.name)
-        return bool(await self._extend(keys=[owner], args=[lease.token, int(ttl * 1000)]))
+        keys = [self._keys.owner(lease.name), self._keys.fence(lease.name)]
+        args = [lease.token, *lease_args(ttl, self._record_ttl)]
+        return bool(await self._extend(keys=keys, args=args))
 
     async def read_fenced(self, name: str, key: str) -> bytes | None:
         return await self._redis.get(self._keys.data(name, key))

@@ -72,7 +72,9 @@ async def opened(settings: config.Settings) -> AsyncIterator[AsyncRuntime]:
             stack.push_async_callback(renewals.aclose)
             prefix = settings.key_prefix
             state = AsyncRedisState(client, prefix)
-            locks = AsyncRedisLocks(client, prefix, renewals=renewals)
+            locks = AsyncRedisLocks(
+                client, prefix, renewals=renewals, record_ttl=settings.lock_record_ttl
+            )
             rate, burst = settings.rate_limit_per_second, settings.rate_limit_burst
             limiter = AsyncRedisRateLimiter(client, prefix, rate, burst)
         else:
