@@ -3,11 +3,11 @@
 With REDIS_URL set, state and locks live in Redis; without it, in the
 embedded single-host backend (SQLite and lock files in DATA_DIR). `runtime`
 opens one per worker process, after the fork: a connection made in the
-gunicorn master would be shared by every worker. A worker's Redis pool is
-bounded (`config`'s redis_connections), and a call that finds no free
-connection in time is refused as `errors.Busy`, not as Redis down. State and locks share one
+gunicorn master would be shared by every worker. State and locks share one
 circuit breaker (`breaker`), so a stalled backend costs the worker one
-timeout per BACKEND_RETRY_SECONDS, not one per request.
+timeout per BACKEND_RETRY_SECONDS, not one per request. A worker's Redis
+pool is bounded (`config`'s redis_connections): a call that finds no free
+connection in time is refused as `errors.Busy`, overload, not Redis down.
 """
 
 from __future__ import annotations
