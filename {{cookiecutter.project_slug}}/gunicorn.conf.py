@@ -108,14 +108,20 @@ threads = _env_int("GUNICORN_THREADS", 4) if worker_class_name == "gthread" else
 # the listen backlog (at 2 x threads, 32 clients on 3 workers: p99 0.6-1.5 s). A
 # gthread worker with no free thread stops accepting anyway (gthread_worker.py).
 worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000)
+# Requests one worker serves at once, which its Redis connection pool is sized from
+# (config.py); 0 where the class sets no bound (aiohttp's accepts every connection).
+worker_concurrency = {"sync": 1, "gthread": threads, "gevent": worker_connections}.get(
+    worker_class_name, 0
+)
 # Child tasks at once on this host, across its workers (capacity.py): past it, 503
 # busy at once. LONG_WORK_CAP, or derived from the workers (default_long_work_cap).
 long_work_cap = _env_int("LONG_WORK_CAP", 0) or default_long_work_cap(
     worker_class_name, workers, threads, worker_connections, cpus
 )
-# Every worker inherits it. gunicorn puts its own environment back before a reload
-# reads this file again, so the default follows a changed worker count.
-raw_env = [f"LONG_WORK_CAP={long_work_cap}"]
+# gunicorn sets these in its environment before it forks the workers, and puts its
+# own environment back before a HUP reload reads this file again, so they follow a
+# changed worker count: the application reads its share from there.
+raw_env = [f"LONG_WORK_CAP={long_work_cap}", f"APP_WORKER_CONCURRENCY={worker_concurrency}"]
 # A worker silent this long is killed; nginx's proxy_read_timeout is set above it.
 # A sync worker is silent for a whole request, so its default must outlast the
 # longest one the service allows (a 60 s task); other classes beat in between.
@@ -300,8 +306,8 @@ def resolved():
     names = [
         "wsgi_app", "bind", "umask", "limit_request_line", "limit_request_fields",
         "limit_request_field_size", "worker_class_name", "worker_class", "cpus", "workers",
-        "threads", "worker_connections", "long_work_cap", "raw_env", "timeout",
-        "graceful_timeout", "keepalive", "max_requests", "max_requests_jitter",
+        "threads", "worker_connections", "worker_concurrency", "long_work_cap", "raw_env",
+        "timeout", "graceful_timeout", "keepalive", "max_requests", "max_requests_jitter",
         "worker_tmp_dir", "control_socket", "control_socket_disable", "forwarded_allow_ips",
         "preload_app", "pidfile", "accesslog", "errorlog", "loglevel", "access_log_format",
         "nginx_read_timeout",

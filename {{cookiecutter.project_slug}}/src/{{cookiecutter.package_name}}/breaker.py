@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from .errors import BackendUnavailable, ServiceError
+from .errors import BackendUnavailable, Busy, ServiceError
 from .locks import Holding, Lease, Locks
 from .state import State
 
@@ -67,6 +67,9 @@ class Breaker:
             yield
         except BackendUnavailable as exc:
             self._trip(exc)
+            raise
+        except Busy:
+            # No free connection: the backend was not asked, so this says nothing of it.
             raise
         except ServiceError:
             # The backend answered (a lock was busy, a key was reused): it is up.

@@ -50,7 +50,15 @@ class Settings:
     # Unset means no Redis: the embedded single-host backend in data_dir serves instead.
     redis_url: str
     # Without socket timeouts a paused Redis hangs requests instead of answering 503.
+    # A call also waits at most this long for a free connection, then answers 503 busy.
     redis_timeout: float
+    # Redis connections one worker's requests share (its rate limit included). A call
+    # holds one for a round trip, so a worker needs no more than it serves requests
+    # at once: APP_WORKER_CONCURRENCY, which gunicorn.conf.py derives from the worker
+    # class. Past REDIS_MAX_CONNECTIONS (gevent's 1,000 connections, aiohttp's no
+    # bound) calls wait their turn instead: every worker of every host shares Redis's
+    # maxclients (10,000 by default) and each worker its file descriptors.
+    redis_connections: int
     # One prefix per service, so two services can share a Redis without colliding.
     key_prefix: str
     # The embedded backend's private directory (SQLite, lock files); one host only.
@@ -74,6 +82,10 @@ class Settings:
     # watchdog re-arms it every third of it while the work goes on, so it can be
     # short. Keep it well above the backend's round trip (REDIS_TIMEOUT_SECONDS).
     lock_ttl: float
+    # A lock name's own records (its fence) are forgotten this long after its last
+    # acquisition or renewal, so names used once do not fill the store; its fencing
+    # tokens still only go up (locks.py says why). Longer than any lease.
+    lock_record_ttl: float
     # After the backend fails to answer, a worker answers 503 at once for this long
     # before trying it again: a stalled backend costs each worker one timeout, not one
     # per request, so liveness and other endpoints stay fast.
@@ -98,9 +110,20 @@ def load() -> Settings:
     delivery = env_str("EXPORT_DELIVERY", "accel")
     if delivery not in {"accel", "direct"}:
         raise ConfigError(f"EXPORT_DELIVERY must be accel or direct, not {delivery!r}.")
+    lock_ttl = env_float("LOCK_TTL_SECONDS", 5.0, minimum=1.0)
+    lock_record_ttl = env_float("LOCK_RECORD_TTL_SECONDS", 86400.0, minimum=1.0)
+    if lock_record_ttl <= lock_ttl:
+        raise ConfigError(
+            f"LOCK_RECORD_TTL_SECONDS ({lock_record_ttl:g}) must exceed "
+            f"LOCK_TTL_SECONDS ({lock_ttl:g}): a lock's records must outlive its lease."
+        )
+    # 0 (or unset, outside gunicorn): no bound known, REDIS_MAX_CONNECTIONS serves.
+    concurrency = env_int("APP_WORKER_CONCURRENCY", 0)
+    max_connections = env_int("REDIS_MAX_CONNECTIONS", 100, minimum=1)
     return Settings(
         redis_url=env_str("REDIS_URL", ""),
         redis_timeout=env_float("REDIS_TIMEOUT_SECONDS", 2.0, minimum=0.1),
+        redis_connections=min(concurrency, max_connections) if concurrency else max_connections,
         key_prefix=env_str("KEY_PREFIX", "{{ cookiecutter.project_slug }}"),
         data_dir=Path(env_str("DATA_DIR", "var/data")).resolve(),
         export_dir=Path(env_str("EXPORT_DIR", "var/exports")).resolve(),
@@ -109,7 +132,8 @@ def load() -> Settings:
         export_disk_reserve=env_int("EXPORT_DISK_RESERVE_BYTES", 64 << 20),
         export_quota=env_int("EXPORT_QUOTA_BYTES", 8 << 30, minimum=1),
         lock_wait=env_float("LOCK_WAIT_SECONDS", 10.0, minimum=0.0),
-        lock_ttl=env_float("LOCK_TTL_SECONDS", 5.0, minimum=1.0),
+        lock_ttl=lock_ttl,
+        lock_record_ttl=lock_record_ttl,
         backend_retry_after=env_float("BACKEND_RETRY_SECONDS", 1.0, minimum=0.0),
         idempotency_ttl=env_float("IDEMPOTENCY_TTL_SECONDS", 86400.0, minimum=1.0),
         rate_limit_per_second=env_float("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),

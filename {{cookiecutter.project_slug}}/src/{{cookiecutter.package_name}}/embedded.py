@@ -10,6 +10,7 @@ filesystem, and when the service outgrows one host, set REDIS_URL.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import stat
@@ -21,12 +22,15 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from .errors import ConfigError, IdempotencyKeyReused, LockLost, LockTimeout, unavailable_on
-from .locks import Holding, Lease, check_ttl, new_token
+from .locks import RECORD_TTL_SECONDS, Holding, Lease, check_ttl, new_token
 
 # Waiting this long on a write lock is normal under load; past it, answer 503.
 BUSY_TIMEOUT_MS = 5000
 # "database is locked" and friends: the store did not answer in time.
 SQLITE_UNAVAILABLE = (sqlite3.OperationalError,)
+# Lease rows past their record TTL are deleted this often at most (and at least
+# once per record TTL).
+SWEEP_EVERY_SECONDS = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -34,6 +38,7 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, expire
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY, token TEXT, fence INTEGER NOT NULL, expires_at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS lease_expiry ON leases (expires_at);
 CREATE TABLE IF NOT EXISTS fenced (
     name TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (name, key)
 );
@@ -216,9 +221,25 @@ class SqliteState:
         self._db.one("SELECT 1")
 
 
+class _Removed(Exception):
+    """The flock was won on a lock file its last holder had already removed."""
+
+
+def _still_named(path: Path, fd: int) -> None:
+    """filelock's `on_acquired` check: the file just locked is the one `path` names,
+    not one its last holder removed while this caller waited on it."""
+    held = os.fstat(fd)
+    try:
+        named = os.lstat(path)
+    except FileNotFoundError:
+        raise _Removed() from None
+    if (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino):
+        raise _Removed()
+
+
 @unavailable_on(*SQLITE_UNAVAILABLE)
 class FileLocks(Holding):
-    """The same interface as `locks.RedisLocks`, with one `flock`ed file per name.
+    """The same interface as `locks.RedisLocks`, with one `flock`ed file per held name.
 
     `filelock` does the exclusion (flock, O_NOFOLLOW, a fresh descriptor per
     acquisition, so nothing is shared across fork), and the kernel frees a
@@ -230,23 +251,39 @@ class FileLocks(Holding):
     cannot be taken from a living process (gunicorn's worker timeout ends
     such a holder, and the kernel then frees its lock).
 
+    A lock file lives while its name is held: the holder removes it before
+    letting go, so the directory holds the names in use (and any a killed
+    holder left, until the name's next release), not every name ever used.
+    filelock never removes its files, and removing one is safe only this
+    way: by its holder, with every waiter checking, once it has the flock,
+    that the path still names the file it locked (`_still_named`); a waiter
+    that locked a removed file tries again on the new one.
+
     The fence is max(last + 1, the clock in microseconds), as in `locks`:
     synchronous=NORMAL may lose the last commits on power loss, and a fence
     must not repeat even then (it assumes the host's clock moves forward).
+    The same floor lets a name's row go `record_ttl` seconds after its last
+    lease ended (see `locks`).
     """
 
-    def __init__(self, directory: Path, db: Database) -> None:
+    def __init__(
+        self, directory: Path, db: Database, record_ttl: float = RECORD_TTL_SECONDS
+    ) -> None:
         self._dir = directory
         self._db = db
+        self._record_ttl = record_ttl
+        self._next_sweep = 0.0
         self._held: dict[str, FileLock] = {}
 
     def _lock_for(self, name: str) -> FileLock:
+        path = self._dir / f"lock-{name}"
         return FileLock(
-            self._dir / f"lock-{name}",
+            path,
             thread_local=False,
             is_singleton=False,
             # A soft (existence) lock would not be released when a holder dies.
             fallback_to_soft=False,
+            on_acquired=functools.partial(_still_named, path),
         )
 
     def try_acquire(self, name: str, ttl: float) -> Lease | None:
@@ -258,12 +295,33 @@ class FileLocks(Holding):
             raise LockTimeout(name, wait)
         return lease
 
+    def _flock(self, name: str, wait: float) -> FileLock | None:
+        """The name's file, locked; None if it stayed locked for `wait` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            lock = self._lock_for(name)
+            try:
+                lock.acquire(timeout=max(0.0, deadline - time.monotonic()), poll_interval=0.005)
+            except Timeout:
+                return None
+            except _Removed:
+                continue  # its holder let go as this caller locked it: lock the new file
+            return lock
+
+    def _sweep(self) -> None:
+        """Forget the rows of names unused for `record_ttl` (their fences included)."""
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + min(SWEEP_EVERY_SECONDS, self._record_ttl)
+            self._db.changes(
+                "DELETE FROM leases WHERE expires_at < ?", (time.time() - self._record_ttl,)
+            )
+
     def _acquire(self, name: str, ttl: float, wait: float) -> Lease | None:
         check_ttl(ttl)
-        lock = self._lock_for(name)
-        try:
-            lock.acquire(timeout=wait, poll_interval=0.005)
-        except Timeout:
+        self._sweep()
+        lock = self._flock(name, wait)
+        if lock is None:
             return None
         try:
             token = new_token()
@@ -286,12 +344,18 @@ class FileLocks(Holding):
         if lock is None:
             return False
         try:
+            # The row stays record_ttl from now, with the last fence in it.
             self._db.changes(
-                "UPDATE leases SET token = NULL, expires_at = 0 WHERE name = ? AND token = ?",
-                (lease.name, lease.token),
+                "UPDATE leases SET token = NULL, expires_at = ? WHERE name = ? AND token = ?",
+                (time.time(), lease.name, lease.token),
             )
         finally:
-            lock.release()
+            try:
+                # Removed while still locked: see the class docstring.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock.lock_file)
+            finally:
+                lock.release()
         return True
 
     def extend(self, lease: Lease, ttl: float) -> bool:

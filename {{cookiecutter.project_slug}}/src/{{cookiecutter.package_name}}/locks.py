@@ -32,6 +32,14 @@ After any loss the clock still exceeds every fence issued before, as long as:
 Fences are about 1.7e15, below 2**53, so JSON clients that read numbers as
 doubles still see them exactly. The embedded backend (`embedded.FileLocks`)
 uses the same floor, with the host's clock.
+
+The same floor lets a lock's fence be forgotten: the fence key expires
+LOCK_RECORD_TTL_SECONDS after the last acquisition or renewal (each re-arms
+it, for longer than the lease, so it outlives every live lease), and a name
+used once leaves nothing behind for good. The next fence is then the clock,
+which by then has passed every fence issued before: a fence runs ahead of
+the clock only by the acquisitions made faster than one a microsecond,
+nowhere near a whole TTL.
 """
 
 from __future__ import annotations
@@ -53,14 +61,15 @@ from typing import Protocol
 import redis
 
 from . import metrics
-from .errors import BackendUnavailable, LockLost, LockTimeout, unavailable_on
+from .errors import BackendUnavailable, Busy, LockLost, LockTimeout, unavailable_on
 from .state import REDIS_UNAVAILABLE
 
 # SET NX PX and, only when that succeeded, raise the fence: one atomic step.
 # The new fence is max(last + 1, TIME in microseconds), so it keeps increasing
-# even after Redis lost the fence key (see the module docstring). The fence key
-# has no TTL. Lua's tostring would print the clock as 1.7e+15, so the digits are
-# joined as strings; every number here is below 2**53, exact as a Lua double.
+# even after Redis lost or expired the fence key (see the module docstring); the
+# fence key lives ARGV[3] ms from here. Lua's tostring would print the clock as
+# 1.7e+15, so the digits are joined as strings; every number here is below 2**53,
+# exact as a Lua double.
 ACQUIRE = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return false
@@ -69,10 +78,12 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 if last < now then
-  redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])))
+  redis.call('SET', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])), 'PX', ARGV[3])
   return now
 end
-return redis.call('INCR', KEYS[2])
+local fence = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return fence
 """
 
 # Delete or re-arm the lock only while it still holds our token.
@@ -83,8 +94,10 @@ end
 return 0
 """
 
+# Re-arming a lease re-arms its fence too, which therefore outlives the lease.
 EXTEND = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
@@ -126,6 +139,10 @@ class Locks(Protocol):
 
 
 log = logging.getLogger(__name__)
+
+# How long a lock's own records outlive its last use, unless told (config's
+# LOCK_RECORD_TTL_SECONDS).
+RECORD_TTL_SECONDS = 86400.0
 
 
 class LockKeys:
@@ -210,8 +227,9 @@ class Holding:
         finally:
             # Stopped before the release, so it never re-arms a lease given back.
             watchdog.stop()
-            # If the backend is gone the TTL frees the lock; the original error matters more.
-            with contextlib.suppress(BackendUnavailable):
+            # If the backend is gone, or has no free connection, the TTL frees the lock;
+            # the holder's own outcome (its write done, or its error) matters more.
+            with contextlib.suppress(BackendUnavailable, Busy):
                 self.release(lease)
 
 
@@ -225,7 +243,8 @@ class Watchdog:
     while the holder waits on I/O or sleeps. If the lease is found lost, the
     watchdog stops and says so; the holder's `write_fenced` refuses on its own.
     If the backend does not answer, it tries again at the next tick: the lease
-    may well still be alive.
+    may well still be alive. Renewals have connections of their own
+    (`backend.RENEWAL_CONNECTIONS`), so requests waiting for one never delay them.
     """
 
     def __init__(self, locks: Holding, lease: Lease, ttl: float) -> None:
@@ -253,7 +272,7 @@ class Watchdog:
         """Re-arm the lease once; False once there is no point trying again."""
         try:
             extended = self._locks.extend(self.lease, self.ttl)
-        except BackendUnavailable as exc:
+        except (BackendUnavailable, Busy) as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
             log.warning("lock %r: lease not extended, will retry: %s", self.lease.name, exc)
             return True
@@ -370,21 +389,36 @@ def check_ttl(ttl: float) -> None:
         raise ValueError("a lock needs a positive TTL")
 
 
+def lease_args(ttl: float, record_ttl: float) -> list[int]:
+    """ACQUIRE's and EXTEND's times: the lease's, and its fence's, which outlives it."""
+    return [int(ttl * 1000), int(max(ttl, record_ttl) * 1000)]
+
+
 @unavailable_on(*REDIS_UNAVAILABLE)
 class RedisLocks(Holding):
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    """Locks on `client`; extensions on `renewals` (by default `client` too)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        *,
+        renewals: redis.Redis | None = None,
+        record_ttl: float = RECORD_TTL_SECONDS,
+    ) -> None:
         self._redis = client
         self._keys = LockKeys(prefix)
+        self._record_ttl = record_ttl
         self._acquire = client.register_script(ACQUIRE)
         self._release = client.register_script(RELEASE)
-        self._extend = client.register_script(EXTEND)
+        self._extend = (renewals or client).register_script(EXTEND)
         self._write = client.register_script(WRITE_FENCED)
 
     def try_acquire(self, name: str, ttl: float) -> Lease | None:
         check_ttl(ttl)
         token = new_token()
         keys = [self._keys.owner(name), self._keys.fence(name)]
-        result = self._acquire(keys=keys, args=[token, int(ttl * 1000)])
+        result = self._acquire(keys=keys, args=[token, *lease_args(ttl, self._record_ttl)])
         return None if result is None else Lease(name, token, int(result))
 
     def acquire(self, name: str, ttl: float, wait: float) -> Lease:
@@ -405,8 +439,9 @@ class RedisLocks(Holding):
     def extend(self, lease: Lease, ttl: float) -> bool:
         """Reset the remaining TTL to `ttl`, only while the lease still holds."""
         check_ttl(ttl)
-        owner = self._keys.owner(lease.name)
-        return bool(self._extend(keys=[owner], args=[lease.token, int(ttl * 1000)]))
+        keys = [self._keys.owner(lease.name), self._keys.fence(lease.name)]
+        args = [lease.token, *lease_args(ttl, self._record_ttl)]
+        return bool(self._extend(keys=keys, args=args))
 
     def read_fenced(self, name: str, key: str) -> bytes | None:
         return self._redis.get(self._keys.data(name, key))

@@ -223,7 +223,9 @@ class ClientRateLimit:
     backend; requests that do need it answer 503 by themselves; and the pause
     keeps a stalled store from costing every request a timeout. The cost: no
     limit for the length of an outage, when the export quota and the disk
-    reserve still bound the disk, and the worker count bounds the CPU.
+    reserve still bound the disk, and the worker count bounds the CPU. A worker
+    with no free connection to the store is not an outage but overload: its
+    `errors.Busy` (503 with Retry-After) goes to the client, never through.
     """
 
     def __init__(self, limiter: RateLimiter, proxies: TrustedProxies, pause: float) -> None:
@@ -269,12 +271,12 @@ def refuse_after(wait: float) -> None:
         raise RateLimited(wait)
 
 
-def open_limit(settings: Settings) -> ClientRateLimit:
-    """This process's rate limit, on the same backend as its state."""
+def open_limit(settings: Settings, client: redis.Redis | None = None) -> ClientRateLimit:
+    """This process's rate limit, on the same backend (and Redis `client`) as its state."""
     rate, burst = settings.rate_limit_per_second, settings.rate_limit_burst
     limiter: RateLimiter
     if settings.redis_url:
-        client = backend.make_client(settings)
+        client = client or backend.make_client(settings)
         limiter = RedisRateLimiter(client, settings.key_prefix, rate, burst)
     else:
         limiter = open_embedded_limiter(settings)

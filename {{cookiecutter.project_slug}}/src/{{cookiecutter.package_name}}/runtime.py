@@ -45,14 +45,12 @@ _opened: tuple[int, Runtime] | None = None
 
 
 def open_runtime(settings: config.Settings) -> Runtime:
-    state, locks = backend.open_backend(settings)
+    # One pool of Redis connections for every request's calls, sized in `config`.
+    client = backend.make_client(settings) if settings.redis_url else None
+    state, locks = backend.open_backend(settings, client)
+    limit = ratelimit.open_limit(settings, client)
     return Runtime(
-        settings,
-        state,
-        locks,
-        open_exports(settings),
-        ratelimit.open_limit(settings),
-        capacity.open_slots(settings),
+        settings, state, locks, open_exports(settings), limit, capacity.open_slots(settings)
     )
 
 

@@ -20,9 +20,32 @@ def test_defaults(monkeypatch):
         ("LOCK_TTL_SECONDS", "0.5"),
         ("LOCK_TTL_SECONDS", "nan"),
         ("EXPORT_DELIVERY", "carrier-pigeon"),
+        ("REDIS_MAX_CONNECTIONS", "0"),
+        # A lock's records must outlive its lease (LOCK_TTL_SECONDS, 5 by default).
+        ("LOCK_RECORD_TTL_SECONDS", "5"),
     ],
 )
 def test_bad_settings_name_themselves(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(config.ConfigError, match=name):
         config.load()
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "cap", "connections"),
+    [
+        # sync, gthread's 4 threads: one connection per request served at once.
+        ("1", "", 1),
+        ("4", "", 4),
+        # gevent's 1,000 connections, aiohttp's no bound (0), or none known: the cap.
+        ("1000", "", 100),
+        ("0", "", 100),
+        ("", "", 100),
+        ("1000", "250", 250),
+        ("4", "2", 2),
+    ],
+)
+def test_the_redis_pool_follows_the_workers_concurrency(monkeypatch, concurrency, cap, connections):
+    monkeypatch.setenv("APP_WORKER_CONCURRENCY", concurrency)
+    monkeypatch.setenv("REDIS_MAX_CONNECTIONS", cap)
+    assert config.load().redis_connections == connections

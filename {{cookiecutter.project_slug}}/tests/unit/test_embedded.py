@@ -88,6 +88,25 @@ def test_file_locks_exclude_other_processes_and_fences_increase(tmp_path):
     assert fences == sorted(fences) and len(set(fences)) == len(fences)
 
 
+def _locked_plain_increment(directory, times, counter):
+    _, locks = open_backend(directory)
+    for _ in range(times):
+        with locks.hold("plain", ttl=10, wait=30):
+            # Unguarded by any fence: only the flock keeps two processes apart.
+            value = int(counter.read_text())
+            counter.write_text(str(value + 1))
+
+
+def test_a_lock_file_lives_only_while_held_and_still_excludes(tmp_path):
+    """Each release removes the file while it is still locked: waiters that had
+    opened it find it gone and lock the new one, never both at once."""
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    run_in_processes(_locked_plain_increment, tmp_path, 200, counter)
+    assert int(counter.read_text()) == PROCESSES * 200
+    assert list((tmp_path / "locks").iterdir()) == []
+
+
 def test_a_stale_lease_cannot_write(tmp_path):
     _, locks = open_backend(tmp_path)
     old = locks.acquire("x", ttl=10, wait=1)

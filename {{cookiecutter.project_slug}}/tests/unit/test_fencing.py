@@ -232,3 +232,57 @@ def test_the_watchdog_retries_while_redis_is_down_and_stops_on_exit(redis_server
         watchdog.stop()
     assert time.monotonic() - started < 5, "stopping waited on more than one call"
     assert not watchdog.running
+
+
+# -- records forgotten ----------------------------------------------------------
+
+# Shorter than the holds below, longer than their leases (1 s).
+RECORD_TTL = 1.5
+
+
+@pytest.fixture(params=["redis", "embedded"])
+def short_records(request, tmp_path, redis_servers) -> tuple[object, object]:
+    """`two_clients` whose lock records are forgotten RECORD_TTL after their last use."""
+    if request.param == "redis":
+        server = redis_servers("redis")
+        key_prefix = prefix()
+        return (
+            RedisLocks(server.client(), key_prefix, record_ttl=RECORD_TTL),
+            RedisLocks(server.client(), key_prefix, record_ttl=RECORD_TTL),
+        )
+    directory = tmp_path / "data"
+    locks_dir = embedded.private_dir(directory / "locks")
+    return (
+        embedded.FileLocks(locks_dir, embedded.open_database(directory), RECORD_TTL),
+        embedded.FileLocks(locks_dir, embedded.open_database(directory), RECORD_TTL),
+    )
+
+
+def has_record(locks, name: str) -> bool:
+    """Whether the backend still remembers lock `name` (its fence key, or its row)."""
+    if isinstance(locks, RedisLocks):
+        return bool(locks._redis.exists(locks._keys.fence(name)))
+    locks.release(locks.acquire("another", ttl=1, wait=1))  # its sweep runs at an acquisition
+    return locks._db.one("SELECT count(*) FROM leases WHERE name = ?", (name,))[0] > 0
+
+
+def test_a_hold_longer_than_the_record_ttl_keeps_its_fence(short_records) -> None:
+    locks, other = short_records
+    with locks.hold("long", ttl=1, wait=0) as lease:
+        time.sleep(2 * RECORD_TTL)  # each renewal re-arms the record with the lease
+        assert other.try_acquire("long", ttl=1) is None, "the lock was free while held"
+        locks.write_fenced(lease, "v", "done")
+    assert other.read_fenced("long", "v") == b"done"
+
+
+def test_a_forgotten_lock_still_gets_a_higher_fence(short_records) -> None:
+    locks, other = short_records
+    first = locks.acquire("once", ttl=1, wait=0)
+    locks.write_fenced(first, "v", "kept")
+    locks.release(first)
+    assert has_record(locks, "once")
+    wait_for(lambda: not has_record(locks, "once"), "the lock's record forgotten", seconds=15)
+    again = other.acquire("once", ttl=1, wait=1)
+    assert again.fence > first.fence, (again.fence, first.fence)
+    assert other.read_fenced("once", "v") == b"kept", "the value written under it went too"
+    other.release(again)

@@ -20,10 +20,11 @@ from typing import Protocol
 
 import redis.asyncio
 
-from ..errors import BackendUnavailable, LockLost, LockTimeout, unavailable_on
+from ..errors import BackendUnavailable, Busy, LockLost, LockTimeout, unavailable_on
 from ..locks import (
     ACQUIRE,
     EXTEND,
+    RECORD_TTL_SECONDS,
     RELEASE,
     WRITE_FENCED,
     Lease,
@@ -31,6 +32,7 @@ from ..locks import (
     Locks,
     backoff,
     check_ttl,
+    lease_args,
     new_token,
     renewal_period,
     waiting_counted,
@@ -88,8 +90,9 @@ class AsyncHolding:
         finally:
             # Stopped before the release, so it never re-arms a lease given back.
             await watchdog.stop()
-            # If the backend is gone the TTL frees the lock; the original error matters more.
-            with contextlib.suppress(BackendUnavailable):
+            # If the backend is gone, or has no free connection, the TTL frees the lock;
+            # the holder's own outcome (its write done, or its error) matters more.
+            with contextlib.suppress(BackendUnavailable, Busy):
                 await self.release(lease)
 
 
@@ -141,7 +144,7 @@ class AsyncWatchdog:
     async def _extend(self) -> None:
         try:
             extended = await self._locks.extend(self.lease, self.ttl)
-        except BackendUnavailable as exc:
+        except (BackendUnavailable, Busy) as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
             log.warning("lock %r: lease not extended, will retry: %s", self.lease.name, exc)
         except Exception as exc:  # in a task nobody awaits yet: record it, stop
@@ -160,19 +163,29 @@ class AsyncWatchdog:
 
 @unavailable_on(*REDIS_UNAVAILABLE)
 class AsyncRedisLocks(AsyncHolding):
-    def __init__(self, client: redis.asyncio.Redis, prefix: str) -> None:
+    """Locks on `client`; extensions on `renewals` (by default `client` too)."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        prefix: str,
+        *,
+        renewals: redis.asyncio.Redis | None = None,
+        record_ttl: float = RECORD_TTL_SECONDS,
+    ) -> None:
         self._redis = client
         self._keys = LockKeys(prefix)
+        self._record_ttl = record_ttl
         self._acquire = client.register_script(ACQUIRE)
         self._release = client.register_script(RELEASE)
-        self._extend = client.register_script(EXTEND)
+        self._extend = (renewals or client).register_script(EXTEND)
         self._write = client.register_script(WRITE_FENCED)
 
     async def try_acquire(self, name: str, ttl: float) -> Lease | None:
         check_ttl(ttl)
         token = new_token()
         keys = [self._keys.owner(name), self._keys.fence(name)]
-        result = await self._acquire(keys=keys, args=[token, int(ttl * 1000)])
+        result = await self._acquire(keys=keys, args=[token, *lease_args(ttl, self._record_ttl)])
         return None if result is None else Lease(name, token, int(result))
 
     async def release(self, lease: Lease) -> bool:
@@ -182,8 +195,9 @@ class AsyncRedisLocks(AsyncHolding):
     async def extend(self, lease: Lease, ttl: float) -> bool:
         """Reset the remaining TTL to `ttl`, only while the lease still holds."""
         check_ttl(ttl)
-        owner = self._keys.owner(lease.name)
-        return bool(await self._extend(keys=[owner], args=[lease.token, int(ttl * 1000)]))
+        keys = [self._keys.owner(lease.name), self._keys.fence(lease.name)]
+        args = [lease.token, *lease_args(ttl, self._record_ttl)]
+        return bool(await self._extend(keys=keys, args=args))
 
     async def read_fenced(self, name: str, key: str) -> bytes | None:
         return await self._redis.get(self._keys.data(name, key))

@@ -68,10 +68,16 @@ async def opened(settings: config.Settings) -> AsyncIterator[AsyncRuntime]:
         locks: AsyncLocks
         limiter: AsyncRateLimiter
         if settings.redis_url:
+            # One pool for every request's calls, sized in `config`; renewals have their own.
             client = backend.make_async_client(settings)
             stack.push_async_callback(client.aclose)
+            renewals = backend.make_async_client(settings, backend.RENEWAL_CONNECTIONS)
+            stack.push_async_callback(renewals.aclose)
             prefix = settings.key_prefix
-            state, locks = AsyncRedisState(client, prefix), AsyncRedisLocks(client, prefix)
+            state = AsyncRedisState(client, prefix)
+            locks = AsyncRedisLocks(
+                client, prefix, renewals=renewals, record_ttl=settings.lock_record_ttl
+            )
             rate, burst = settings.rate_limit_per_second, settings.rate_limit_burst
             limiter = AsyncRedisRateLimiter(client, prefix, rate, burst)
         else:
