@@ -92,7 +92,11 @@ worker_class_name = _env("GUNICORN_WORKER_CLASS", _DEFAULT_WORKER_CLASS)
 _RUN_AS = {"gthread": "{{ cookiecutter.package_name }}.gthread_worker.FreeThreadWorker"}
 worker_class = _RUN_AS.get(worker_class_name, worker_class_name)
 {% else %}
-worker_class = worker_class_name
+# aiohttp's worker, keeping gunicorn's listen backlog (aiohttp_worker.py says why).
+_RUN_AS = {
+    "aiohttp.GunicornWebWorker": "{{ cookiecutter.package_name }}.aiohttp_worker.BacklogWebWorker",
+}
+worker_class = _RUN_AS.get(worker_class_name, worker_class_name)
 {% endif %}
 cpus = usable_cpus()
 # GUNICORN_WORKERS, or the conventional WEB_CONCURRENCY; never fewer than 2 workers.
@@ -178,6 +182,7 @@ _CLASS_NAMES = {
     "FreeThreadWorker": "gthread",
     "GeventWorker": "gevent",
     "GunicornWebWorker": "aiohttp",
+    "BacklogWebWorker": "aiohttp",
 }
 
 

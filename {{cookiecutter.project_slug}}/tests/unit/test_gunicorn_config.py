@@ -26,7 +26,8 @@ def test_defaults_are_the_generated_worker_class():
     settings = resolved()
 {% if cookiecutter.worker_class == "aiohttp" %}
     assert settings["worker_class_name"] == "aiohttp.GunicornWebWorker"
-    assert settings["worker_class"] == "aiohttp.GunicornWebWorker"
+    runs_as = "{{ cookiecutter.package_name }}.aiohttp_worker.BacklogWebWorker"
+    assert settings["worker_class"] == runs_as
     # aiohttp's worker writes the access log itself, in its own syntax; gunicorn's
     # %(x)s syntax would stop it at boot.
     assert "%(" not in settings["access_log_format"]
