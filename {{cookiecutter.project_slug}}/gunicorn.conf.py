@@ -179,6 +179,30 @@ def on_starting(server):
     children.make_dir()
 
 
+def post_fork(server, worker):
+    # In the worker, first: it quits when its master dies, rather than serving on
+    # with no one to bound it (and so do its tasks, in worker_int below).
+    from {{ cookiecutter.package_name }} import children
+
+    children.quit_with_master(worker.ppid)
+
+
+def worker_int(worker):
+    # INT or QUIT, gunicorn's quick stop: the worker's tasks end now, not at their
+    # timeouts (a gthread worker would wait for its threads' tasks to finish).
+    from {{ cookiecutter.package_name }} import children
+
+    children.end_tasks(worker.pid)
+
+
+def worker_exit(server, worker):
+    # In the worker, on any way out that runs Python (a gevent worker leaving its
+    # requests' greenlets behind, a task's `finally` never run): its tasks end with it.
+    from {{ cookiecutter.package_name }} import children
+
+    children.end_tasks(worker.pid)
+
+
 def child_exit(server, worker):
     # Runs in the master once a worker is gone, however it died (SIGKILL at the end
     # of the graceful timeout included): its tasks must not outlive it.

@@ -1,15 +1,17 @@
-"""Which tasks each worker has started, so none outlives it.
+"""Which tasks each worker has started, so none outlives it, and a worker that
+does not outlive its master.
 
 A task's child (`reaper.py`, which runs the task's program) leads a session of
 its own, so nothing kills it with its worker's process group. It ends its task
 itself when its worker dies (the kernel sends it SIGTERM); as well, each worker
-notes every live task in a private directory, and the gunicorn master, which
-outlives its workers, ends what a dead worker left (`gunicorn.conf.py`'s
-`child_exit`) and whatever is left when it stops itself (`on_exit`).
+notes every live task in a private directory, ends them when it leaves (the
+`worker_int` and `worker_exit` hooks in `gunicorn.conf.py`), and the gunicorn
+master, which outlives its workers, ends what a dead worker left (`child_exit`)
+and whatever is left when it stops itself (`on_exit`).
 
 One small file per task, named `<worker pid>.<reaper pid>`, holding the
 reaper's start time from /proc: a pid can be reused once its process is gone,
-and the start time tells a reused pid from ours. Only os and signal are
+and the start time tells a reused pid from ours. Only os, signal and ctypes are
 imported here, because the master imports this module (before a gevent worker
 patches the standard library).
 """
@@ -17,6 +19,7 @@ patches the standard library).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import tempfile
@@ -25,6 +28,7 @@ from pathlib import Path
 # Set by gunicorn.conf.py in the master and inherited by every worker; unset
 # (no gunicorn, e.g. unit tests) means nobody is there to clean up: no records.
 DIR_VARIABLE = "APP_CHILDREN_DIR"
+PR_SET_PDEATHSIG = 1
 
 
 def make_dir() -> str:
@@ -125,6 +129,24 @@ def end_tasks(worker_pid: int | None = None) -> int:
         # Else the pid is someone else's now: ours is long gone, and its session too.
         record.unlink(missing_ok=True)
     return ended
+
+
+def quit_with_master(master_pid: int) -> None:
+    """Have the kernel send this worker SIGQUIT, gunicorn's quick stop, when its master dies.
+
+    A worker notices a dead master only between requests (a sync worker after its
+    task, a minute later; idle, after up to half its timeout), serving on with no one
+    to bound it, and holding the listening socket a new master needs. The signal
+    comes when the master's thread that forked the worker ends: gunicorn forks from
+    its main thread only. Linux only, as the reaper.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGQUIT, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+    if os.getppid() != master_pid:
+        # It died before the kernel was told; nothing is served yet.
+        raise SystemExit(0)
 
 
 def remove_dir() -> None:
