@@ -53,8 +53,10 @@ def escaping_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]
 
 @pytest.fixture
 def doomed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A stack of its own, whose master the test kills."""
-    with own_stack_or_skip(tmp_path_factory, "doomed", stack_env(3)) as started:
+    """A stack of its own, whose master the test kills: the directory where its workers
+    note their tasks, which the master removes at its exit, is pytest's to remove."""
+    env = {**stack_env(3), "APP_CHILDREN_DIR": str(tmp_path_factory.mktemp("doomed-tasks"))}
+    with own_stack_or_skip(tmp_path_factory, "doomed", env) as started:
         yield started
 
 
