@@ -199,20 +199,44 @@ def on_starting(server):
     # emptied here, once per start, before any worker forks: a previous run's files
     # would be counted again. A HUP reload keeps it, and so keeps the counts.
     metrics_files.prepare()
-    # Where workers note their tasks' child groups, so the master can kill what a
-    # dead worker left (child_exit below). Made once, last: nothing after it can fail
+    # Where workers note their tasks, so the master can end what a dead worker
+    # left (child_exit below). Made once, last: nothing after it can fail
     # the start and leave it behind. A HUP reload keeps it.
     children.make_dir()
 
 
+def post_fork(server, worker):
+    # In the worker, first: it quits when its master dies, rather than serving on
+    # with no one to bound it (and so do its tasks, in worker_int below).
+    from {{ cookiecutter.package_name }} import children
+
+    children.quit_with_master(worker.ppid)
+
+
+def worker_int(worker):
+    # INT or QUIT, gunicorn's quick stop: the worker's tasks end now, not at their
+    # timeouts (a gthread worker would wait for its threads' tasks to finish).
+    from {{ cookiecutter.package_name }} import children
+
+    children.end_tasks(worker.pid)
+
+
+def worker_exit(server, worker):
+    # In the worker, on any way out that runs Python (a gevent worker leaving its
+    # requests' greenlets behind, a task's `finally` never run): its tasks end with it.
+    from {{ cookiecutter.package_name }} import children
+
+    children.end_tasks(worker.pid)
+
+
 def child_exit(server, worker):
     # Runs in the master once a worker is gone, however it died (SIGKILL at the end
-    # of the graceful timeout included): its tasks' children must not outlive it.
+    # of the graceful timeout included): its tasks must not outlive it.
     from {{ cookiecutter.package_name }} import children, metrics_files
 
-    killed = children.kill_left_by(worker.pid)
-    if killed:
-        server.log.warning("Killed %s child process group(s) left by worker %s", killed, worker.pid)
+    ended = children.end_tasks(worker.pid)
+    if ended:
+        server.log.warning("Ended %s task(s) left by worker %s", ended, worker.pid)
     # Its live gauges go (it is no longer running); its counters stay in the totals.
     metrics_files.mark_dead(worker.pid)
 

@@ -144,6 +144,10 @@ class Stack:
                         # and kills its tasks' children in child_exit).
                         sig = signal.SIGTERM if drained else signal.SIGQUIT
                         procs.stop(gunicorn, sig, self._gunicorn_stop_seconds())
+                        # A master that was killed could not remove its files; none of
+                        # them is live now, and none should pass for a running server.
+                        for leftover in self._gunicorn_files():
+                            leftover.unlink(missing_ok=True)
                 finally:
                     self.stop_redis()
                     if self._atexit_registered:
@@ -232,8 +236,7 @@ class Stack:
             directory.mkdir(parents=True, exist_ok=True)
         # Fresh logs per start, so a failure's tail is about this start.
         for stale in (
-            self.gunicorn_socket,
-            self.run_dir / "gunicorn.ctl",
+            *self._gunicorn_files(),
             self.gunicorn_log,
             self.access_log,
             self.run_dir / "gunicorn.out",
@@ -244,6 +247,11 @@ class Stack:
             self.nginx_dir / "nginx.out",
         ):
             stale.unlink(missing_ok=True)
+
+    def _gunicorn_files(self) -> tuple[Path, ...]:
+        """What gunicorn's master makes and removes when it stops: its socket, its
+        control socket and its pid file."""
+        return (self.gunicorn_socket, self.run_dir / "gunicorn.ctl", self.run_dir / "gunicorn.pid")
 
     def _register_atexit(self) -> None:
         if not self._atexit_registered:

@@ -1,23 +1,25 @@
-"""Which child process groups each worker has started, so none outlives it.
+"""Which tasks each worker has started, so none outlives it, and a worker that
+does not outlive its master.
 
-A task's child runs in a session of its own (so a timeout can kill its whole
-group), which also means nothing kills it when its worker dies: a worker
-SIGKILLed at the end of the graceful timeout, or by the arbiter's WORKER
-TIMEOUT, left a `sleep 60` running for a minute. Each worker therefore notes
-every live child group in a private directory, and the gunicorn master, which
-outlives its workers, kills what a dead worker left (`gunicorn.conf.py`'s
-`child_exit`) and whatever is left when it stops itself (`on_exit`).
+A task's child (`reaper.py`, which runs the task's program) leads a session of
+its own, so nothing kills it with its worker's process group. It ends its task
+itself when its worker dies (the kernel sends it SIGTERM); as well, each worker
+notes every live task in a private directory, ends them when it leaves (the
+`worker_int` and `worker_exit` hooks in `gunicorn.conf.py`), and the gunicorn
+master, which outlives its workers, ends what a dead worker left (`child_exit`)
+and whatever is left when it stops itself (`on_exit`).
 
-One small file per child, named `<worker pid>.<child pid>`, holding the
-child's start time from /proc: a pid can be reused once its process is gone,
-and the start time tells a reused pid from ours. Only os and signal are
-imported here, because the master imports this module (before a gevent
-worker patches the standard library).
+One small file per task, named `<worker pid>.<reaper pid>`, holding the
+reaper's start time from /proc: a pid can be reused once its process is gone,
+and the start time tells a reused pid from ours. Only os, signal and ctypes are
+imported here, because the master imports this module (before a gevent worker
+patches the standard library).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import tempfile
@@ -26,6 +28,7 @@ from pathlib import Path
 # Set by gunicorn.conf.py in the master and inherited by every worker; unset
 # (no gunicorn, e.g. unit tests) means nobody is there to clean up: no records.
 DIR_VARIABLE = "APP_CHILDREN_DIR"
+PR_SET_PDEATHSIG = 1
 
 
 def make_dir() -> str:
@@ -43,66 +46,115 @@ def _registry() -> Path | None:
     return Path(path) if path else None
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+def _fields(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat from field 3 on (state, ppid, pgrp, session, ...); None if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read().decode("ascii", "replace")
     except OSError:
         return None
     # The command name (field 2) is in parentheses and may itself contain ") ".
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return fields[19]
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _stat(pid: int) -> tuple[str, str] | None:
+    """The process's state letter and start time (clock ticks since boot)."""
+    fields = _fields(pid)
+    return None if fields is None else (fields[0], fields[19])
+
+
+def kill_session(sid: int) -> int:
+    """Kill what is left in a task's session once its reaper is gone; how many."""
+    # A session's id is given to no new process while one is in it, so all found
+    # are the task's. The orphans of those killed stay in it (unless they left it
+    # too, which only the reaper could have followed), so look again until none is
+    # alive; a few looks, never an endless one.
+    killed = 0
+    for _ in range(10):
+        found = []
+        for entry in os.listdir("/proc"):
+            fields = _fields(entry) if entry.isdigit() else None
+            if fields is not None and fields[3] == str(sid) and fields[0] not in "ZX":
+                found.append(int(entry))
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+    return killed
 
 
 def note(pid: int) -> None:
-    """Record a child group the current worker just started (it leads the group)."""
+    """Record a task the current worker just started (its reaper leads its session)."""
     registry = _registry()
-    started = _start_time(pid)
-    if registry is None or started is None:
+    stat = _stat(pid)
+    if registry is None or stat is None:
         return
     with contextlib.suppress(OSError):
-        (registry / f"{os.getpid()}.{pid}").write_text(started)
+        (registry / f"{os.getpid()}.{pid}").write_text(stat[1])
 
 
 def forget(pid: int) -> None:
-    """The child was reaped and its group killed: nothing left to clean up."""
+    """The task ended and its reaper was reaped: nothing left to clean up."""
     registry = _registry()
     if registry is not None:
         (registry / f"{os.getpid()}.{pid}").unlink(missing_ok=True)
 
 
-def kill_left_by(worker_pid: int | None = None) -> int:
-    """Kill the groups a dead worker (or, with None, any worker) left; how many."""
+def end_tasks(worker_pid: int | None = None) -> int:
+    """End the tasks a worker (or, with None, any worker) started; how many were left."""
     registry = _registry()
     if registry is None:
         return 0
     pattern = "*.*" if worker_pid is None else f"{worker_pid}.*"
-    killed = 0
+    ended = 0
     for record in registry.glob(pattern):
         try:
-            pgid = int(record.name.split(".", 1)[1])
+            pid = int(record.name.split(".", 1)[1])
             started = record.read_text()
         except (OSError, ValueError):
             continue
-        # A group leader that is gone leaves the group's id unusable for new
-        # processes while any member lives, so killpg then reaches only ours; a
-        # leader alive with another start time is someone else's reused pid.
-        now = _start_time(pgid)
-        if now is None or now == started:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
-                killed += 1
+        reaper = _stat(pid)
+        if reaper is None or reaper == ("Z", started):
+            # It was killed, or it ended its task: what its session holds goes.
+            if kill_session(pid):
+                ended += 1
+        elif reaper[1] == started:
+            # Asked, the reaper kills all the task started, escaped or not, and exits;
+            # killing it instead would hand what escaped its session to init.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+                ended += 1
+        # Else the pid is someone else's now: ours is long gone, and its session too.
         record.unlink(missing_ok=True)
-    return killed
+    return ended
+
+
+def quit_with_master(master_pid: int) -> None:
+    """Have the kernel send this worker SIGQUIT, gunicorn's quick stop, when its master dies.
+
+    A worker notices a dead master only between requests (a sync worker after its
+    task, a minute later; idle, after up to half its timeout), serving on with no one
+    to bound it, and holding the listening socket a new master needs. The signal
+    comes when the master's thread that forked the worker ends: gunicorn forks from
+    its main thread only. Linux only, as the reaper.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGQUIT, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+    if os.getppid() != master_pid:
+        # It died before the kernel was told; nothing is served yet.
+        raise SystemExit(0)
 
 
 def remove_dir() -> None:
-    """At the master's exit: kill whatever is still recorded, then drop the directory."""
+    """At the master's exit: end whatever is still recorded, then drop the directory."""
     registry = _registry()
     if registry is None:
         return
-    kill_left_by(None)
+    end_tasks(None)
     with contextlib.suppress(OSError):
         for leftover in registry.iterdir():
             leftover.unlink(missing_ok=True)

@@ -1,29 +1,46 @@
-"""Child processes that report their real exit code and die with their timeout.
+"""Child processes that report their real exit code and end, with all they started,
+by their timeout.
 
-Under some worker classes the worker inherits a SIGCHLD handler that reaps
-children behind `subprocess`'s back, which then reports 0 whatever happened;
-`gunicorn.conf.py` resets SIGCHLD in every worker, so the code here can trust
-`returncode`. Each child gets a session of its own, so a timeout kills the
-whole process group, grandchildren included, and when the child ends the
-group goes too, so nothing it started in the background lingers. The group is
-also noted for the gunicorn master (`children`), which kills it if the worker
-dies first. Arguments are passed as a list: no shell ever sees request data.
+A process group does not hold what a task starts: a grandchild that calls
+setsid() leaves it, and when its parent exits it goes to init, where no group
+kill reaches it; holding the child's stdout, it would hold the answer, and the
+worker, past the timeout. So every task runs under `reaper.py`, a child
+subreaper that keeps everything the task starts below itself and, when the
+program ends or the worker sends SIGTERM (the timeout), kills all of it before
+it exits itself. Its exit is the task's end: nothing the task started outlives
+its answer. If the reaper cannot finish within END_SECONDS (something killed
+it), what is left in its session is killed and its stdout no longer read, so
+the answer comes within the timeout and END_SECONDS whatever the task does.
+
+The reaper also ends its task when its worker dies (the kernel tells it: it
+watches the thread that started it, which waits for it, or the event loop's).
+Each reaper is noted for the gunicorn master (`children`) as well. Under some
+worker classes the worker inherits a SIGCHLD handler that reaps children behind
+`subprocess`'s back, which then reports 0; `gunicorn.conf.py` resets SIGCHLD in
+every worker, so `returncode` can be trusted. Arguments are passed as a list:
+no shell ever sees request data.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import selectors
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from . import children, metrics
 
 MAX_OUTPUT = 64 * 1024
 # Children get no secrets: only what a small program needs to run.
 CHILD_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
+REAPER = Path(__file__).with_name("reaper.py")
+# How long the reaper may take to end a task when asked; it needs milliseconds,
+# so past this it is gone (something killed it), and the worker gives up on it.
+END_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -49,9 +66,16 @@ def completed(returncode: int, timed_out: bool, out: bytes, started: float) -> C
     )
 
 
-# How every child is started, by both twins: no stdin, stdout captured, stderr
-# dropped, our environment only, no inherited descriptors, and a new session, which
-# makes the child a group leader, so killpg reaches everything it starts.
+def reaped(argv: list[str]) -> list[str]:
+    """`argv` run under the reaper, which is told this worker's pid. A program that
+    cannot be started exits 127, as a shell reports it."""
+    return [sys.executable, "-I", "-S", str(REAPER), str(os.getpid()), *argv]
+
+
+# How every child (the reaper) is started, by both twins: no stdin, stdout
+# captured, stderr dropped, our environment only, no inherited descriptors, and a
+# new session, which all the task starts shares unless it leaves it, so that what a
+# killed reaper left can still be found.
 POPEN_OPTIONS = {
     "stdin": subprocess.DEVNULL,
     "stdout": subprocess.PIPE,
@@ -62,28 +86,57 @@ POPEN_OPTIONS = {
 }
 
 
-def kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
 def run(argv: list[str], timeout: float) -> Completed:
-    """Run `argv` (no shell) for at most `timeout` seconds, its whole group killed then."""
+    """Run `argv` (no shell) for at most `timeout` seconds; all it started ends with it."""
     started = time.monotonic()
-    proc = subprocess.Popen(argv, **POPEN_OPTIONS)
-    children.note(proc.pid)
-    timed_out = False
+    # Our own pipe, not communicate(): one we can stop reading and close, which
+    # gevent's communicate, its reader still blocked, refuses.
+    read_end, write_end = os.pipe()
     try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        kill_group(proc.pid)
-        out, _ = proc.communicate()
+        proc = subprocess.Popen(reaped(argv), **{**POPEN_OPTIONS, "stdout": write_end})
     finally:
-        # Whatever the child left in its group (a background grandchild) goes with it.
-        # The group's id cannot be reused while any member lives, so this reaches ours.
-        kill_group(proc.pid)
-        if proc.poll() is None:
-            proc.wait()
+        os.close(write_end)
+    children.note(proc.pid)
+    out = bytearray()
+    finished = False
+    try:
+        finished = ended(proc, read_end, out, started + timeout)
+    finally:
+        # On every way out (a worker told to quit in mid-task too), the task ends.
+        if not finished:
+            end(proc, read_end, out)
+        os.close(read_end)
         children.forget(proc.pid)
-    return completed(proc.returncode, timed_out, out, started)
+    return completed(proc.returncode, not finished, bytes(out), started)
+
+
+def ended(proc: subprocess.Popen[bytes], read_end: int, out: bytearray, deadline: float) -> bool:
+    """Whether the reaper closed its stdout and exited by `deadline`; what it wrote
+    goes to `out` (up to MAX_OUTPUT: the rest is read, so that it can go on, and dropped)."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(read_end, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                return False
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            if len(out) < MAX_OUTPUT:
+                out += chunk
+    try:
+        proc.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def end(proc: subprocess.Popen[bytes], read_end: int, out: bytearray) -> None:
+    """Have the reaper end its task; if it cannot, kill its session and stop reading."""
+    # SIGCONT too: a reaper that something stopped could not act on SIGTERM.
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        proc.send_signal(sig)
+    if not ended(proc, read_end, out, time.monotonic() + END_SECONDS):
+        # Gone (killed), it ended nothing: what it left may hold the pipe forever.
+        children.kill_session(proc.pid)
+        proc.wait()

@@ -102,7 +102,8 @@ def test_stop_lets_requests_in_flight_finish(graceful_stack) -> None:
         )
         for _ in range(count)
     ]
-    wait_for(lambda: len(processes_mentioning(value)) >= 2 * count, 15, "the tasks to be running")
+    # Each task's reaper, child and grandchild mention it.
+    wait_for(lambda: len(processes_mentioning(value)) >= 3 * count, 15, "the tasks to be running")
     stop_started = time.monotonic()
     graceful_stack.stop()
     stopped_after = time.monotonic() - stop_started
@@ -124,8 +125,8 @@ def test_stop_leaves_no_task_process_behind(quick_stop_stack) -> None:
             "/api/tasks/run", json={"task": "sleep", "seconds": float(value), "timeout": 60}
         )
     )
-    # The task's child (python childtasks.py) and its grandchild (sleep).
-    wait_for(lambda: len(processes_mentioning(value)) >= 2, 15, "the task to be running")
+    # The task's reaper, its child (python childtasks.py) and its grandchild (sleep).
+    wait_for(lambda: len(processes_mentioning(value)) >= 3, 15, "the task to be running")
     quick_stop_stack.stop()
     thread.join(timeout=30)
     # Its request was longer than the graceful timeout, so it may be cut; what it
@@ -134,14 +135,14 @@ def test_stop_leaves_no_task_process_behind(quick_stop_stack) -> None:
 
 
 def worker_running(marker: str) -> int:
-    """The gunicorn worker whose task's child mentions `marker`."""
+    """The gunicorn worker whose task mentions `marker`: its reaper's parent."""
     for pid, cmdline in processes_mentioning(marker):
-        if "childtasks" not in cmdline:
+        if "reaper.py" not in cmdline:
             continue
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
         return int(stat[stat.rindex(")") + 2 :].split()[1])  # field 4: the parent's pid
-    raise AssertionError(f"no task child mentioning {marker} runs")
+    raise AssertionError(f"no task mentioning {marker} runs")
 
 
 def test_killed_worker_leaves_no_task_process_behind(stack, client: Client) -> None:
@@ -151,7 +152,7 @@ def test_killed_worker_leaves_no_task_process_behind(stack, client: Client) -> N
             "/api/tasks/run", json={"task": "sleep", "seconds": float(value), "timeout": 60}
         )
     )
-    wait_for(lambda: len(processes_mentioning(value)) >= 2, 15, "the task to be running")
+    wait_for(lambda: len(processes_mentioning(value)) >= 3, 15, "the task to be running")
     worker = worker_running(value)
     assert worker in stack.ready_workers(), f"{worker} is not one of gunicorn's workers"
     os.kill(worker, signal.SIGKILL)

@@ -14,7 +14,8 @@ no mock of either:
   only itself, holds never overlap, fences rise in acquisition order;
 - waiting for a busy lock leaves the event loop free;
 - `aio.processes.run`: exact exit codes, a timeout or a cancellation that
-  kills the child's whole group, and no zombie;
+  ends all the task started (a grandchild that left its session too), an
+  answer within a bound even when the reaper is killed, and no zombie;
 - the worker's sync `Breaker` serves the async twins: one timeout, then 503s
   at once.
 
@@ -32,7 +33,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -612,6 +613,68 @@ def test_a_cancelled_run_leaves_nothing_behind(registry: Path) -> None:
     wait_until(lambda: not running(marker), "every process of the cancelled child's group gone")
     assert our_zombies() == []
     assert list(registry.iterdir()) == [], "a cancelled child is still on record"
+
+
+# A task whose grandchild leaves the session (see the file).
+ESCAPING_TASK = Path(__file__).parents[1] / "integration" / "escaping_task.py"
+
+
+@contextlib.contextmanager
+def escaping(child: str, grandchild: str) -> Iterator[list[str]]:
+    """The task's argv; whatever mentions its marker afterwards is killed."""
+    marker = f"9.{time.monotonic_ns() % 10**6:06d}"
+    try:
+        yield [sys.executable, "-I", str(ESCAPING_TASK), child, grandchild, marker]
+    finally:
+        for pid in running(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("child", "grandchild", "timeout"),
+    [
+        ("wait", "hold", 1.0),
+        ("stop-reaper", "hold", 1.0),
+        ("exit", "hold", 30),
+        ("exit", "detach", 30),
+    ],
+)
+def test_what_a_task_started_ends_with_its_answer(
+    registry: Path, child: str, grandchild: str, timeout: float
+) -> None:
+    """A grandchild that left the task's session: the timeout is kept, and it ends."""
+    with escaping(child, grandchild) as argv:
+        started = time.monotonic()
+        result = asyncio.run(processes.run(argv, timeout))
+        took = time.monotonic() - started
+        if child == "exit":
+            assert (result.returncode, result.timed_out) == (3, False), result
+            assert took < 3, f"answered after {took:.2f} s"
+        else:
+            assert (result.returncode, result.timed_out) == (-signal.SIGKILL, True), result
+            assert took < timeout + 2, f"answered after {took:.2f} s"
+        pids = dict(line.split() for line in result.stdout.splitlines())
+        assert set(pids) == {"child", "grandchild"}, result
+        assert not [name for name, pid in pids.items() if alive(int(pid))], pids
+        assert running(argv[-1]) == []
+    assert our_zombies() == []
+    assert list(registry.iterdir()) == [], "an ended task is still on record"
+
+
+def test_a_killed_reaper_still_answers_within_the_bound(registry: Path) -> None:
+    """The worst case: the reaper, killed, ends nothing; the loop is still free, and
+    what stayed in the task's session (all but what left it) is killed."""
+    with escaping("kill-reaper", "hold") as argv:
+        started = time.monotonic()
+        result = asyncio.run(processes.run(argv, 1.0))
+        took = time.monotonic() - started
+    assert result.timed_out, result
+    assert took < 1 + sync_processes.END_SECONDS + 2, f"answered after {took:.2f} s"
+    child = dict(line.split() for line in result.stdout.splitlines())["child"]
+    assert not alive(int(child)), "what stayed in the task's session runs on"
+    assert our_zombies() == []
+    assert list(registry.iterdir()) == []
 
 
 # -- the breaker ----------------------------------------------------------------

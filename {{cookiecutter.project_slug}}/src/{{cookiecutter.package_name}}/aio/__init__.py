@@ -9,8 +9,8 @@ the toolkit with the same method names, awaited, over the same pure core:
   fencing; the embedded backend (SQLite, flock) offloaded to a thread pool.
 - `breaker`: the same per-worker `Breaker`, around awaited calls.
 - `ratelimit`: the same GCRA script and client rule.
-- `processes`: `asyncio.create_subprocess_exec`, the same argv, environment,
-  session and group kill.
+- `processes`: `loop.subprocess_exec`, the same reaper, argv, environment
+  and session, and the same end of all a task started.
 - `offload`: the app's own thread pools, for everything that must block.
 - `runtime`: what each worker opens once, inside its event loop.
 

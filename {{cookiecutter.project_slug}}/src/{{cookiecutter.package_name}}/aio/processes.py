@@ -1,52 +1,98 @@
-"""The async twin of `processes.run`: the same child, awaited, never blocking the loop.
+"""The async twin of `processes.run`: the same task, awaited, never blocking the loop.
 
-The same argv, environment and session (`processes.POPEN_OPTIONS`), and the
-same end: on timeout the child's whole process group is killed and the child
-awaited, and when it ends anything left in its group is killed too, so no
-zombie and no orphan remains. asyncio waits for the child with a watcher
-that calls waitpid on its pid; `gunicorn.conf.py` resets SIGCHLD in every
-worker, so no inherited handler reaps it first (asyncio would then report 255).
+The same reaper, argv, environment and session (`processes.reaped`,
+`processes.POPEN_OPTIONS`), and the same end: on timeout, and on every other way
+out (a cancelled request too), the reaper is asked to end the task and is
+awaited, and if it cannot within END_SECONDS what is left in its session is
+killed and its stdout closed. A protocol of our own, not a `Process`, so that
+the exit is known apart from the pipe (`Process.wait()` also waits for the pipe,
+which what escaped a killed reaper may hold forever). The reaper is waited for
+with a watcher that calls waitpid on its pid; `gunicorn.conf.py` resets SIGCHLD
+in every worker, so no inherited handler reaps it first (asyncio would then
+report 255).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import time
 
 from .. import children
-from ..processes import POPEN_OPTIONS, Completed, completed, kill_group
+from ..processes import (
+    END_SECONDS,
+    MAX_OUTPUT,
+    POPEN_OPTIONS,
+    Completed,
+    completed,
+    reaped,
+)
+
+# Endings still under way after their run was cancelled, so none is collected in mid-way.
+_ENDING: set[asyncio.Task[None]] = set()
+
+
+class Task(asyncio.SubprocessProtocol):
+    """The reaper's stdout as it comes, and when it exited and its pipe closed."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.out = bytearray()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if len(self.out) < MAX_OUTPUT:  # the rest is dropped, as by the sync twin
+            self.out += data
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    async def finished(self, timeout: float) -> bool:
+        """Whether the reaper exited and its stdout closed within `timeout` seconds."""
+        _, pending = await asyncio.wait((self.exited, self.closed), timeout=timeout)
+        return not pending
 
 
 async def run(argv: list[str], timeout: float) -> Completed:
-    """Run `argv` (no shell) for at most `timeout` seconds, its whole group killed then."""
+    """Run `argv` (no shell) for at most `timeout` seconds; all it started ends with it."""
     started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(*argv, **POPEN_OPTIONS)
-    children.note(proc.pid)
-
-    async def communicate() -> bytes:
-        # As Popen.communicate: all of stdout, then the exit status.
-        assert proc.stdout is not None
-        out = await proc.stdout.read()
-        await proc.wait()
-        return out
-
-    finished = asyncio.ensure_future(communicate())
+    loop = asyncio.get_running_loop()
+    transport, task = await loop.subprocess_exec(Task, *reaped(argv), **POPEN_OPTIONS)
+    children.note(transport.get_pid())
     timed_out = False
     try:
-        try:
-            out = await asyncio.wait_for(asyncio.shield(finished), timeout)
-        except TimeoutError:
-            timed_out = True
-            kill_group(proc.pid)
-            out = await finished
+        timed_out = not await task.finished(timeout)
     finally:
-        # Whatever the child left in its group goes with it, on every way out (a
-        # cancelled request included). The group's id cannot be reused while any
-        # member lives, so this reaches ours.
-        kill_group(proc.pid)
-        if proc.returncode is None:
-            finished.cancel()
-            await proc.wait()
-        children.forget(proc.pid)
-    assert proc.returncode is not None
-    return completed(proc.returncode, timed_out, out, started)
+        # Shielded: a second cancel must not leave the task running.
+        ending = asyncio.ensure_future(end(transport, task))
+        _ENDING.add(ending)
+        ending.add_done_callback(_ENDING.discard)
+        await asyncio.shield(ending)
+    returncode = transport.get_returncode()
+    assert returncode is not None
+    return completed(returncode, timed_out, bytes(task.out), started)
+
+
+async def end(transport: asyncio.SubprocessTransport, task: Task) -> None:
+    """Have the reaper end its task (if it runs yet); kill its session past END_SECONDS."""
+    pid = transport.get_pid()
+    try:
+        if not await task.finished(0):
+            # SIGCONT too: a reaper that something stopped could not act on SIGTERM.
+            with contextlib.suppress(ProcessLookupError):
+                transport.send_signal(signal.SIGTERM)
+                transport.send_signal(signal.SIGCONT)
+            if not await task.finished(END_SECONDS):
+                # Gone (killed), it ended nothing: what it left may hold the pipe forever.
+                children.kill_session(pid)
+                await task.exited
+    finally:
+        transport.close()
+        children.forget(pid)
