@@ -12,6 +12,11 @@
   export fits a 32 MiB quota; a second one does not, until the first expires.
 - A worker killed in the middle of an export gives its reservation back: the
   next export of that size is accepted once a sweep ran, not after an hour.
+
+The listing, the quota and the killed writer are marked
+same_for_every_worker_class: the ledger, the sweep and the writer's flock are
+the toolkit's, whichever class calls them. Creates at once and the large
+write are what a worker class changes.
 """
 
 from __future__ import annotations
@@ -136,6 +141,7 @@ class Listings:
         os.close(self._fd)
 
 
+@pytest.mark.same_for_every_worker_class
 def test_no_create_lists_the_store(crowded) -> None:
     client = Client(crowded.base_url)
     listings = Listings(crowded.export_dir / "files")
@@ -262,6 +268,7 @@ def test_a_worker_writing_a_large_export_still_answers(writer_stack) -> None:
     assert small["size"] == SMALL
 
 
+@pytest.mark.same_for_every_worker_class
 def test_a_killed_writers_reservation_comes_back(tmp_path_factory) -> None:
     """Killed after its reservation, mid-write: the next export of that size is taken
     once the new worker's first sweep ran (the dead writer's lock went with it)."""
@@ -335,6 +342,7 @@ def churn(directory: Path, count: int) -> int:
     return os.lstat(directory).st_blocks * 512
 
 
+@pytest.mark.same_for_every_worker_class
 def test_the_quota_counts_exports_not_the_directory_that_held_many(quota_stack) -> None:
     client = Client(quota_stack.base_url)
     files = quota_stack.export_dir / "files"
