@@ -10,7 +10,9 @@ whether the request succeeded or failed. nginx serves the published files
 Space is reserved before a byte is written, and atomically across workers: a
 free-space check followed by a write lets racing exports each see room that
 only one of them gets. The quota is kept in a ledger every worker of the host
-shares (SQLite in the store's root): one short transaction checks the total
+shares (SQLite in the store's root, so the store is on a local disk or a
+volume of this host, never a network filesystem, as for the embedded
+backend): one short transaction checks the total
 and records the export's charge, so the lock is held for that arithmetic
 only, never for a write or a scan; a create costs the same with 50,000
 exports kept as with one, and creates do not wait for each other. The charge
@@ -21,9 +23,14 @@ the size its most entries gave it after they are gone.
 A charge is given back when its export fails, expires, or its writer dies:
 the writer holds a flock on its directory, which the kernel drops with the
 process, and the sweep gives back reservations whose lock is free. A rescan
-of the store (by one process of the host, at start and every ten minutes)
-makes the ledger match the disk after anything else: exports older than the
-ledger, a crash between two steps, files removed by hand.
+of the store, by one process of the host once the last is ten minutes old (so
+at the first start, then every ten minutes), makes the ledger match the disk
+after anything else: exports older than the ledger, a crash between two
+steps, files removed by hand.
+
+Under gevent a file write never yields to other greenlets: the writes, the
+hashing and the scans run on gevent's thread pool (`_off_hub`), so a large
+export does not stall the other requests of its worker.
 
 The disk itself: the export's whole size is allocated up front (fallocate)
 and the free space checked after, so a full disk, or one that fills anyway,
@@ -80,7 +87,8 @@ FILE_MODE = 0o640
 # The working area and the ledger are the service's alone: nginx never reads them.
 WORK_MODE = 0o700
 # A work directory this old that no reservation names was left by an older version,
-# or by a writer killed before it reserved (its own lock ages nothing: see sweep).
+# or by a writer killed before it reserved. One that a reservation names goes as soon
+# as its writer's lock is free (sweep), whatever its age.
 STALE_WORK_SECONDS = 3600.0
 # Each process sweeps for expired exports this often (or every max age, if shorter),
 # so their bytes go within a minute whether or not requests come.
@@ -247,7 +255,7 @@ class ExportStore:
                     self.sweep(time.time())
                     if self.ledger.claim_rescan(time.time(), RESCAN_EVERY_SECONDS):
                         self.rescan(time.time())
-                except (OSError, sqlite3.Error, Busy, InsufficientStorage):
+                except Exception:  # the timer outlives any one failure: it is the only one
                     log.exception("the export sweep failed; it runs again in %g s", every)
                 time.sleep(every)
 
