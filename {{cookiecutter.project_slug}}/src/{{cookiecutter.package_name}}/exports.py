@@ -305,8 +305,9 @@ class ExportStore:
         self._ensure_dirs()
         known = self.ledger.entries()
         # work/ before files/: an export published during the scan is seen at least once.
-        working = _off_hub(_listing, self.work)
-        published = {name for name in _off_hub(_listing, self.files) if ID_PATTERN.fullmatch(name)}
+        working = _off_hub(_modified, self.work)
+        listed = _off_hub(os.listdir, self.files)
+        published = {name for name in listed if ID_PATTERN.fullmatch(name)}
         missing = [export_id for export_id in published if export_id not in known]
         for start in range(0, len(missing), BATCH):
             found = _off_hub(_published, self.files, missing[start : start + BATCH])
@@ -503,7 +504,7 @@ def _published(files: Path, export_ids: list[str]) -> dict[str, tuple[int, float
     return found
 
 
-def _listing(directory: Path) -> dict[str, float]:
+def _modified(directory: Path) -> dict[str, float]:
     """The directory's entries and their modification times; one removed during the
     listing is left out."""
     entries = {}
