@@ -68,13 +68,14 @@ class Settings:
     # "accel": nginx sends downloads (X-Accel-Redirect); "direct": the app does, for
     # `make run` without nginx. Never "direct" in production: a slow client holds a worker.
     export_delivery: str
-    # Exports older than this are removed by the next export that runs a sweep.
+    # Exports older than this are gone (404) at once; each worker's sweep removes their bytes.
     export_max_age: float
     # An export that would leave less free disk than this is refused (507), so one
     # large export cannot starve the database, the logs and nginx's buffers.
     export_disk_reserve: int
-    # All exports together may take at most this much; past it, 507. A bound on what
-    # anonymous requests can make the disk hold, whatever the disk's size.
+    # All exports' own bytes together (data and metadata, in whole blocks) may take at
+    # most this much; past it, 507. A bound on what anonymous requests can make the
+    # disk hold, whatever the disk's size.
     export_quota: int
     # How long a request may wait for a lock before it gets 409 lock_timeout.
     lock_wait: float

@@ -82,11 +82,13 @@ class Database:
 
     One connection guarded by a lock, not one per thread: under gevent a
     thread-local would open a connection per greenlet. Every statement is
-    short and in autocommit, so the lock is held for microseconds.
+    short and in autocommit, so the lock is held for microseconds. `schema`
+    is run at each open (idempotent: CREATE ... IF NOT EXISTS).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, schema: str = _SCHEMA) -> None:
         self.path = path
+        self.schema = schema
         self._guard = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
@@ -108,7 +110,7 @@ class Database:
             with FileLock(self.path.with_name(self.path.name + ".setup-lock")):
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     conn.execute("PRAGMA journal_mode = WAL")
-                conn.executescript(_SCHEMA)
+                conn.executescript(self.schema)
             # With WAL, NORMAL loses at most the last commits on power loss, never integrity.
             conn.execute("PRAGMA synchronous = NORMAL")
             self._conn, self._pid = conn, os.getpid()
@@ -117,6 +119,10 @@ class Database:
     def one(self, sql: str, params: tuple = ()) -> tuple | None:
         with self._guard:
             return self._connect().execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._guard:
+            return self._connect().execute(sql, params).fetchall()
 
     def changes(self, sql: str, params: tuple = ()) -> int:
         with self._guard:

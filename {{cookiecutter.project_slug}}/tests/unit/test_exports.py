@@ -2,6 +2,8 @@ import errno
 import hashlib
 import multiprocessing
 import os
+import shutil
+import signal
 import stat
 import subprocess
 import threading
@@ -15,7 +17,8 @@ from {{ cookiecutter.package_name }}.errors import InsufficientStorage, NotFound
 from {{ cookiecutter.package_name }}.exports import (
     ACCEL_PREFIX,
     FILES_DIR,
-    LEDGER_NAME,
+    LEDGER_DIR,
+    STALE_WORK_SECONDS,
     ExportStore,
 )
 
@@ -99,22 +102,52 @@ def test_nginx_serves_the_accel_prefix_from_the_files_directory():
     assert 'alias "$' + "{EXPORT_DIR}/" + FILES_DIR + '/";' in block
 
 
-def test_sweep_removes_old_exports_and_abandoned_work(store):
-    meta = create(store, "old", 100)
-    abandoned = store.work / "export-crashed"
-    abandoned.mkdir()
-    past = time.time() - 7200
-    os.utime(store.files / meta["id"], (past, past))
-    os.utime(abandoned, (past, past))
+def test_sweep_removes_expired_exports_only(store):
+    old = create(store, "old", 100)
+    time.sleep(0.01)  # the two are created apart, so one moment lies between them
     fresh = create(store, "fresh", 100)
-    store.sweep(time.time())
-    assert not (store.files / meta["id"]).exists()
-    assert not abandoned.exists()
+    between = (old["created"] + fresh["created"]) / 2
+    store.sweep(between + store.max_age)
+    assert not (store.files / old["id"]).exists()
     assert (store.files / fresh["id"]).exists()
+    assert store.ledger.used() == charged(store)
+
+
+def test_rescan_matches_the_ledger_to_the_disk(tmp_path):
+    """Exports older than the ledger are counted, those removed by hand no longer
+    are, and work no export names is removed once stale."""
+    before = make_store(tmp_path)
+    kept, removed = create(before, "kept", 5000), create(before, "removed", 7000)
+    shutil.rmtree(tmp_path / LEDGER_DIR)  # as before the ledger existed
+    shutil.rmtree(before.files / removed["id"])
+    abandoned, recent = before.work / "export-crashed", before.work / "export-running"
+    abandoned.mkdir()
+    recent.mkdir()
+    past = time.time() - STALE_WORK_SECONDS - 60
+    os.utime(abandoned, (past, past))
+    store = make_store(tmp_path)
+    store.sweep(time.time())
+    assert store.ledger.used() == 0  # a new ledger: the rescan is what finds them
+    store.rescan(time.time())
+    assert store.ledger.used() == charged(store) > 5000
+    assert sorted(p.name for p in store.work.iterdir()) == ["export-running"]
+    # A row whose files are gone goes; the rest of the ledger stays.
+    shutil.rmtree(store.files / kept["id"])
+    store.rescan(time.time())
+    assert store.ledger.used() == 0
+    assert store.ledger.entries() == {}
+
+
+def charged(store: ExportStore) -> int:
+    """What the store's exports are charged against the quota: each one's data and its
+    meta.json in whole 4 KiB blocks, the directories that hold them not at all."""
+    sizes = [os.lstat(export / "data").st_size for export in store.files.iterdir()]
+    return sum(-(-size // 4096) * 4096 + 4096 for size in sizes)
 
 
 def held_on_disk(store: ExportStore) -> int:
-    """What the store's files and directories take on disk, as the quota counts it."""
+    """What the store's files and directories take on disk: within the quota too, with
+    few exports (the quota itself counts only the exports' files)."""
     total = 0
     for top in (store.files, store.work):
         total += os.lstat(top).st_blocks * 512
@@ -167,12 +200,95 @@ def test_an_export_past_the_quota_is_refused_and_leaves_nothing(tmp_path):
 
 
 def test_expired_exports_give_their_space_back_to_the_quota(tmp_path):
-    store = make_store(tmp_path, quota=4 * MiB)
+    store = ExportStore(tmp_path, max_age=0.2, disk_reserve=0, quota=4 * MiB)
     old = create(store, "old", 3 * MiB)
-    past = time.time() - 7200
-    os.utime(store.files / old["id"], (past, past))
+    time.sleep(0.3)  # its age passes; no sweep has run since
+    assert (store.files / old["id"]).exists()
     new = create(store, "new", 3 * MiB)
     assert [p.name for p in store.files.iterdir()] == [new["id"]]
+    assert store.ledger.used() == charged(store)
+
+
+def test_the_quota_counts_exports_not_the_directories_that_held_many(tmp_path):
+    """A directory keeps the size its most entries gave it (ext4): after thousands of
+    exports are gone, an export the size of the quota less its metadata still fits."""
+    quota = 8 * MiB
+    store = make_store(tmp_path, quota=quota)
+    store._ensure_dirs()
+    for parent in (store.files, store.work):
+        names = [parent / f"{i:032x}" for i in range(20_000)]
+        for path in names:
+            path.mkdir()
+        for path in names:
+            path.rmdir()
+    grown = sum(os.lstat(p).st_blocks * 512 for p in (store.files, store.work))
+    if grown < 64 * 1024:
+        pytest.skip(f"this filesystem shrinks directories after deletes ({grown} bytes)")
+    meta = create(store, "whole", quota - 4096)
+    assert store.ledger.used() == quota
+    with pytest.raises(InsufficientStorage):
+        create(store, "more", 1)
+    assert [p.name for p in store.files.iterdir()] == [meta["id"]]
+
+
+def test_a_dead_writers_reservation_is_given_back_and_a_living_ones_kept(tmp_path):
+    """The writer's flock goes with its process: the sweep frees what a killed worker
+    reserved, and leaves alone what a living one is writing."""
+    store = make_store(tmp_path, quota=8 * MiB)
+    ctx = multiprocessing.get_context("fork")
+    started, release = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_stuck_writer, args=(str(tmp_path), 6 * MiB, started, release))
+    child.start()
+    try:
+        assert started.wait(timeout=60), "the writer never started"
+        store.sweep(time.time())
+        assert store.ledger.used() >= 6 * MiB  # alive: its reservation holds
+        with pytest.raises(InsufficientStorage):
+            create(store, "meanwhile", 4 * MiB)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(timeout=60)
+    assert [p.name for p in store.work.iterdir()] != []  # what the killed writer left
+    store.sweep(time.time())
+    assert store.ledger.used() == 0
+    assert list(store.work.iterdir()) == []
+    create(store, "after", 6 * MiB)
+
+
+def _stuck_writer(root: str, size: int, started, release) -> None:
+    """A worker that reserves and starts writing, then waits (to be killed)."""
+
+    def content():
+        yield b"label=stuck\n"
+        started.set()
+        release.wait(timeout=120)
+        yield b"x"
+
+    make_store(Path(root), quota=8 * MiB).create(content(), size=size, filename="x.txt")
+
+
+def test_an_export_published_by_a_writer_that_died_before_settling_is_kept(tmp_path):
+    """Published, then the writer died before the ledger heard: the sweep settles the
+    charge from the files, and the export expires like any other."""
+    store = make_store(tmp_path)
+    settle = store.ledger.settle
+
+    def dies(*args):
+        raise KeyboardInterrupt  # the process ends here
+
+    store.ledger.settle = dies
+    with pytest.raises(KeyboardInterrupt):
+        create(store, "orphan", 10_000)
+    (published,) = store.files.iterdir()
+    assert store.ledger.entries() == {published.name: None}
+    store.ledger.settle = settle
+    store.sweep(time.time())
+    meta = store.get(published.name)
+    assert store.ledger.entries() == {published.name: meta["created"]}
+    assert store.ledger.used() == charged(store)
+    store.sweep(meta["created"] + store.max_age + 1)
+    assert store.ledger.used() == 0
+    assert list(store.files.iterdir()) == []
 
 
 def _create_in_child(root: str, quota: int, size: int, start, results) -> None:
@@ -189,8 +305,7 @@ def _create_in_child(root: str, quota: int, size: int, start, results) -> None:
 
 
 def store_holding_many_exports(root: Path, quota: int) -> ExportStore:
-    """A store already holding 300 small exports: as in service, counting what it holds
-    takes a while, the window in which an unlocked count lets racers pass together."""
+    """A store already holding 300 small exports, as in service."""
     store = make_store(root, quota=quota)
     for i in range(300):
         create(store, f"old{i}", 10)
@@ -201,7 +316,7 @@ def test_concurrent_processes_never_take_the_store_past_its_quota(tmp_path):
     """Twelve processes race for room for a few: the lock makes the sum exact."""
     size, racers = 2 * MiB, 12
     store = store_holding_many_exports(tmp_path, UNLIMITED)
-    quota = held_on_disk(store) + 10 * MiB
+    quota = charged(store) + 10 * MiB
     ctx = multiprocessing.get_context("fork")
     start, results = ctx.Barrier(racers), ctx.Queue()
     children = [
@@ -214,7 +329,7 @@ def test_concurrent_processes_never_take_the_store_past_its_quota(tmp_path):
     for child in children:
         child.join(timeout=60)
     assert set(outcomes) <= {"created", "refused"}, outcomes
-    assert held_on_disk(store) <= quota, outcomes
+    assert store.ledger.used() == charged(store) <= quota, outcomes
     # 24 MiB asked, 10 MiB free under the quota: at most four fit beside the metadata.
     assert 1 <= outcomes.count("created") <= 4, outcomes
     assert list(store.work.iterdir()) == []
@@ -224,7 +339,7 @@ def test_concurrent_threads_never_take_the_store_past_its_quota(tmp_path):
     """gthread's threads share one process: the same store object, the same bound."""
     size = 2 * MiB
     store = store_holding_many_exports(tmp_path, UNLIMITED)
-    store.quota = quota = held_on_disk(store) + 10 * MiB
+    store.quota = quota = charged(store) + 10 * MiB
     outcomes = []
 
     def make(i):
@@ -241,7 +356,7 @@ def test_concurrent_threads_never_take_the_store_past_its_quota(tmp_path):
         thread.join()
     assert len(outcomes) == 12, outcomes  # a thread that raised anything else is missing
     assert 1 <= outcomes.count("created") <= 4, outcomes
-    assert held_on_disk(store) <= quota
+    assert store.ledger.used() == charged(store) <= quota
     assert list(store.work.iterdir()) == []
 
 
@@ -271,12 +386,12 @@ def test_the_published_tree_has_no_permission_for_others(tmp_path):
         metas = [create(store, f"perm{i}", 5000) for i in range(2)]
     finally:
         os.umask(old_umask)
-    entries = [root / LEDGER_NAME, store.files, store.work]
+    entries = [store.files, store.work, root / LEDGER_DIR]
     for meta in metas:
         entries += [store.files / meta["id"], *(store.files / meta["id"]).iterdir()]
     modes = {str(p.relative_to(root)): stat.S_IMODE(os.lstat(p).st_mode) for p in entries}
     assert all(mode & 0o007 == 0 for mode in modes.values()), {k: oct(m) for k, m in modes.items()}
-    assert modes["files"] == 0o750 and modes["work"] == 0o700
+    assert modes["files"] == 0o750 and modes["work"] == modes[LEDGER_DIR] == 0o700
     for meta in metas:
         assert modes[f"files/{meta['id']}"] == 0o750
         assert modes[f"files/{meta['id']}/data"] == modes[f"files/{meta['id']}/meta.json"] == 0o640
