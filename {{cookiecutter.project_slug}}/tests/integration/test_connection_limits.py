@@ -121,21 +121,22 @@ def held(stack, sources: list[str], each: int) -> tuple[Flood, list[socket.socke
     them all; returns the flood and the connections nginx answered at once."""
     flood = Flood(stack.base_url)
     for source in sources:
-        flood.open(each, head("POST", "/api/counters/held/incr", len(BODY)), source)
+        flood.open(each, head("POST", "/healthz", len(BODY)), source)
     # nginx answers a refused request as soon as it has read its header; one it
     # admitted waits for its body, so none of those can be answered here.
     return flood, flood.read(flood.socks, time.monotonic() + 2.0)
 
 
 def finish(flood: Flood, refused: list[socket.socket]) -> None:
-    """Send the bodies nginx waits for: every admitted request is served."""
+    """Send the bodies nginx waits for: every admitted request reaches the
+    application, which answers a POST to /healthz 405 (a route every project has)."""
     waiting = [sock for sock in flood.socks if sock not in refused]
     for sock in waiting:
         sock.sendall(BODY)
     done = flood.read(waiting, time.monotonic() + PHASE_SECONDS)
     assert len(done) == len(waiting), "admitted requests were never answered"
     assert not flood.reset
-    assert {flood.answer(sock)[0] for sock in waiting} == {200}
+    assert {flood.answer(sock)[0] for sock in waiting} == {405}
 
 
 @pytest.mark.same_for_every_worker_class  # nginx holds these requests; no worker sees them
@@ -187,7 +188,7 @@ def test_six_hundred_requests_at_once_are_each_answered(stack) -> None:
         pytest.skip(NEEDS_OWN_STACK)
     flood = Flood(stack.base_url)
     try:
-        flood.open(600, head("GET", "/api/worker"), "127.0.0.33")
+        flood.open(600, head("GET", "/healthz"), "127.0.0.33")
         closed = flood.read(flood.socks, time.monotonic() + PHASE_SECONDS)
         assert not flood.reset, f"{len(flood.reset)} of 600 were reset"
         assert len(closed) == 600
