@@ -84,8 +84,17 @@ class Running:
         return sum(thread.is_alive() for thread in self.threads)
 
     def children(self) -> list[tuple[int, str]]:
-        """The task children (python childtasks.py), not their grandchildren (sleep)."""
-        return [p for p in processes_mentioning(self.marker) if "childtasks" in p[1]]
+        """The task programs (python childtasks.py): not the reaper each runs under,
+        whose command line names them too, nor their grandchildren (sleep)."""
+        return [
+            p
+            for p in processes_mentioning(self.marker)
+            if "childtasks" in p[1] and "reaper.py" not in p[1]
+        ]
+
+    def reapers(self) -> list[tuple[int, str]]:
+        """The reaper of each task, a child of the worker that runs the task."""
+        return [p for p in processes_mentioning(self.marker) if "reaper.py" in p[1]]
 
     def wait_all_running(self) -> None:
         """Every task's child runs and none has answered, within half a task's time."""
@@ -176,7 +185,7 @@ def test_a_worker_killed_mid_task_frees_its_slot(capped_stack) -> None:
     filling.wait_all_running()
     assert_busy(sleep_task(client, marker_seconds()))
 
-    pid, cmdline = filling.children()[0]
+    pid, cmdline = filling.reapers()[0]
     worker = parent_of(pid)
     assert worker in capped_stack.ready_workers(), f"{worker} runs {cmdline}, not a worker"
     os.kill(worker, signal.SIGKILL)
