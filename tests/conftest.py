@@ -95,6 +95,34 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def git_env() -> dict[str, str]:
+    """Commits by a fixed author, with no user or system git configuration read."""
+    return clean_env(
+        GIT_AUTHOR_NAME="Template Test",
+        GIT_AUTHOR_EMAIL="template-test@example.invalid",
+        GIT_COMMITTER_NAME="Template Test",
+        GIT_COMMITTER_EMAIL="template-test@example.invalid",
+        GIT_CONFIG_GLOBAL="/dev/null",
+        GIT_CONFIG_NOSYSTEM="1",
+    )
+
+
+def run_as_tester(
+    *command: str | Path, cwd: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """A command under `git_env`, no stdin, its output captured, never raising."""
+    return subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        env=git_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def check(result: subprocess.CompletedProcess[str], what: str) -> None:
     """Fail the test with the command's own output when it did not exit 0."""
     if result.returncode != 0:

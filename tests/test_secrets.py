@@ -24,10 +24,10 @@ from conftest import (
     TEMPLATE_ROOT,
     Project,
     check,
-    clean_env,
     env_file,
     interpolate,
     questions,
+    run_as_tester,
 )
 
 # The random part of a drawn secret: 32 bytes, as hex.
@@ -51,25 +51,7 @@ def required_variables(root: Path) -> set[str]:
 
 
 def run(*command: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """A command with no user or system git configuration read, commits by a fixed author."""
-    env = clean_env(
-        GIT_AUTHOR_NAME="Template Test",
-        GIT_AUTHOR_EMAIL="template-test@example.invalid",
-        GIT_COMMITTER_NAME="Template Test",
-        GIT_COMMITTER_EMAIL="template-test@example.invalid",
-        GIT_CONFIG_GLOBAL="/dev/null",
-        GIT_CONFIG_NOSYSTEM="1",
-    )
-    return subprocess.run(
-        list(command),
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_as_tester(*command, cwd=cwd, timeout=timeout)
 
 
 def committed(project: Project, repo: Path) -> Path:

@@ -28,8 +28,8 @@ from conftest import (
     TOOLS_BIN,
     Project,
     check,
-    clean_env,
     questions,
+    run_as_tester,
 )
 
 CRUFT = TOOLS_BIN / "cruft"
@@ -60,29 +60,8 @@ def require_tools() -> None:
     assert CRUFT.is_file(), f"{CRUFT} is missing; `make venv` installs requirements-dev.txt"
 
 
-def git_env() -> dict[str, str]:
-    """Commits by a fixed author, with no user or system git configuration read."""
-    return clean_env(
-        GIT_AUTHOR_NAME="Template Test",
-        GIT_AUTHOR_EMAIL="template-test@example.invalid",
-        GIT_COMMITTER_NAME="Template Test",
-        GIT_COMMITTER_EMAIL="template-test@example.invalid",
-        GIT_CONFIG_GLOBAL="/dev/null",
-        GIT_CONFIG_NOSYSTEM="1",
-    )
-
-
 def run(*command: str | Path, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(part) for part in command],
-        cwd=cwd,
-        env=git_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_as_tester(*command, cwd=cwd, timeout=timeout)
 
 
 def git(cwd: Path, *args: str) -> str:
