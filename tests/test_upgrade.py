@@ -43,7 +43,7 @@ DEFAULT_WORKER = {f: questions()["_worker_classes_by_framework"][f][0] for f in 
 # The older commit's differences, relative to the generated project.
 README = "README.md"
 NEW_PARAGRAPH_START = "`.cruft.json` records"
-NEW_FILE = "tests/unit/test_replies.py"
+NEW_FILE = "tests/unit/test_http_errors.py"
 RETIRED_FILE = "docs/retired-notes.md"
 # Random secrets: drawn anew at each rendering, so `[tool.cruft] skip` keeps the project's own.
 SKIPPED_FILE = ".env"

@@ -315,7 +315,7 @@ def _answer_own_errors_in_json():
     # answers in the service's JSON error shape, echoing nothing of the request.
     from gunicorn import util
 
-    from {{ cookiecutter.package_name }}.replies import STATUS_CODES, error_body
+    from {{ cookiecutter.package_name }}.http_errors import STATUS_CODES, error_body
 
     def write_error(sock, status_int, reason, mesg):
         code = STATUS_CODES.get(status_int, "bad_request" if status_int < 500 else "internal_error")

@@ -1,7 +1,7 @@
 """The toolkit's own errors: what went wrong, in words a person can act on.
 
 The toolkit never speaks HTTP. It raises these, and one table at the edge
-(`replies.ERRORS`) turns each into a status and a machine code, so every
+(`http_errors.ERRORS`) turns each into a status and a machine code, so every
 framework answers the same failure the same way.
 """
 
@@ -24,12 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
-    """Base of every error the toolkit raises on purpose; str() is one sentence.
-
-    `headers` go with the answer (Retry-After on a 429, for one).
-    """
-
-    headers: dict[str, str] = {}  # noqa: RUF012 (never mutated; instances set their own)
+    """Base of every error the toolkit raises on purpose; str() is one sentence."""
 
 
 class InvalidInput(ServiceError):
@@ -91,7 +86,6 @@ class RateLimited(ServiceError):
         seconds = max(1, math.ceil(retry_after))
         super().__init__(f"Too many requests from this client; retry in {seconds} s.")
         self.retry_after = seconds
-        self.headers = {"Retry-After": str(seconds)}
 
 
 class Busy(ServiceError):
@@ -105,7 +99,6 @@ class Busy(ServiceError):
             f"The service is busy ({what}); nothing was started. Retry in {seconds} s."
         )
         self.retry_after = seconds
-        self.headers = {"Retry-After": str(seconds)}
 
 
 class InsufficientStorage(ServiceError):

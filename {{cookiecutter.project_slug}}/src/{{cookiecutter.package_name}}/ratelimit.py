@@ -17,13 +17,11 @@ cache and serves one framework.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 import redis
@@ -31,10 +29,7 @@ import redis
 from . import backend, embedded
 from .config import Settings
 from .errors import BackendUnavailable, ConfigError, RateLimited, StoreFull, unavailable_on
-from .replies import Call, Reply
 from .state import REDIS_UNAVAILABLE
-
-Handler = Callable[[Call], Reply]
 
 # Expired SQLite rows (a client idle for burst / rate seconds) are deleted this often.
 SWEEP_EVERY_SECONDS = 60.0
@@ -189,11 +184,15 @@ class TrustedProxies:
         return any(address in network for network in self.networks)
 
 
-def client_of(call: Call, proxies: TrustedProxies) -> str:
-    """The client a request is counted for: its address, as the trusted proxy saw it."""
-    client = call.peer
-    forwarded = call.header("x-forwarded-for")
-    if forwarded and proxies.trust(call.peer):
+def client_of(peer: str, forwarded_for: str | None, proxies: TrustedProxies) -> str:
+    """The client a request is counted for: its address, as the trusted proxy saw it.
+
+    `peer` is the address the connection came from (empty over a unix socket);
+    `forwarded_for` the request's X-Forwarded-For header, if any.
+    """
+    client = peer
+    forwarded = forwarded_for
+    if forwarded and proxies.trust(peer):
         # nginx sends one address; behind more proxies, the last one is what the
         # nearest (trusted) proxy saw; the ones before it the client could write.
         client = forwarded.rsplit(",", 1)[-1].strip()
@@ -233,12 +232,12 @@ class ClientRateLimit:
         self.proxies = proxies
         self.fail_open = FailOpen(pause)
 
-    def check(self, call: Call) -> None:
-        """Count the request; raise `RateLimited` (429 with Retry-After) past the budget."""
+    def check(self, peer: str, forwarded_for: str | None) -> None:
+        """Count a request from `peer`; raise `RateLimited` past its client's budget."""
         if self.fail_open.paused():
             return
         try:
-            wait = self.limiter.admit(client_of(call, self.proxies))
+            wait = self.limiter.admit(client_of(peer, forwarded_for, self.proxies))
         except (BackendUnavailable, StoreFull) as exc:
             self.fail_open.pause_after(exc)
             return
@@ -266,7 +265,7 @@ class FailOpen:
 
 
 def refuse_after(wait: float) -> None:
-    """Raise `RateLimited` (429 with Retry-After) if the limiter said to wait."""
+    """Raise `RateLimited` if the limiter said to wait."""
     if wait > 0:
         raise RateLimited(wait)
 
@@ -287,24 +286,3 @@ def open_limit(settings: Settings, client: redis.Redis | None = None) -> ClientR
 def open_embedded_limiter(settings: Settings) -> SqliteRateLimiter:
     db = embedded.open_database(settings.data_dir)
     return SqliteRateLimiter(db, settings.rate_limit_per_second, settings.rate_limit_burst)
-
-
-def limited(limit: Callable[[], ClientRateLimit]) -> Callable[[Handler], Handler]:
-    """A decorator: the handler runs only when `limit()` admits the request's client.
-
-    `limit` is looked up per request (the runtime is opened in each worker, after
-    the fork); the check comes before any parsing, so a flood of bad requests
-    counts too. The handler keeps its `__name__`, which names its route.
-    """
-
-    def decorate(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        def checked(call: Call) -> Reply:
-            limit().check(call)
-            return handler(call)
-
-        # The async adapter limits the route's async twin by the same mark.
-        checked.rate_limited = True  # type: ignore[attr-defined]
-        return checked
-
-    return decorate

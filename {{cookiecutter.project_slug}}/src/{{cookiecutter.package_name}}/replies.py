@@ -1,10 +1,8 @@
-"""What a handler hands back, and the one table that maps toolkit errors to HTTP.
+"""What a handler hands back.
 
 Handlers of every framework return a `Reply` (a status, a JSON body or none,
 headers, or a file to send); each adapter has one function that turns it into
-its framework's response. Error codes for statuses are the same ones nginx's
-own error pages use (deploy/nginx/app.conf.template), so a 413 reads the same
-whoever refused the request.
+its framework's response. Error answers come from `http_errors`' one table.
 """
 
 from __future__ import annotations
@@ -14,21 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import metrics
-from .errors import (
-    BackendUnavailable,
-    Busy,
-    ConfigError,
-    IdempotencyKeyReused,
-    InsufficientStorage,
-    InvalidInput,
-    LockLost,
-    LockTimeout,
-    NotFound,
-    RateLimited,
-    ServiceError,
-    StoreFull,
-)
+from . import http_errors
+from .errors import ServiceError
+
+# The table's names, for the modules that still read them here.
+ERRORS = http_errors.ERRORS
+STATUS_CODES = http_errors.STATUS_CODES
+error_body = http_errors.error_body
 
 
 @dataclass(frozen=True)
@@ -73,70 +63,18 @@ class Call:
         return self.headers.get(name.lower())
 
 
-# The code for a status when nothing more specific applies; nginx uses the same.
-STATUS_CODES = {
-    400: "bad_request",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    412: "precondition_failed",
-    413: "request_too_large",
-    414: "uri_too_long",
-    416: "range_not_satisfiable",
-    422: "unprocessable",
-    429: "rate_limited",
-    431: "request_header_too_large",
-    500: "internal_error",
-    501: "not_implemented",
-    502: "upstream_unavailable",
-    503: "busy",
-    504: "upstream_timeout",
-    505: "http_version_not_supported",
-}
-
-# Toolkit error -> (status, code). InvalidInput carries its own code.
-ERRORS: dict[type[ServiceError], tuple[int, str]] = {
-    InvalidInput: (400, "invalid_request"),
-    NotFound: (404, "not_found"),
-    LockTimeout: (409, "lock_timeout"),
-    LockLost: (409, "lock_lost"),
-    IdempotencyKeyReused: (422, "idempotency_key_reused"),
-    RateLimited: (429, "rate_limited"),
-    BackendUnavailable: (503, "backend_unavailable"),
-    Busy: (503, "busy"),
-    InsufficientStorage: (507, "insufficient_storage"),
-    StoreFull: (507, "insufficient_storage"),
-    ConfigError: (500, "configuration_error"),
-}
-
-
 def json_reply(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Reply:
     return Reply(status, body, dict(headers or {}))
 
 
-def error_body(code: str, message: str) -> dict:
-    return {"error": {"code": code, "message": message}}
-
-
 def error_reply(exc: ServiceError) -> Reply:
-    """The answer for a toolkit error, from the one table above."""
-    for cls in type(exc).__mro__:
-        if cls in ERRORS:
-            status, code = ERRORS[cls]
-            break
-    else:
-        status, code = 500, "internal_error"
-    code = getattr(exc, "code", code)
-    if isinstance(exc, BackendUnavailable):
-        # Counted here, where every adapter turns the error into its 503.
-        metrics.backend_unavailable(exc.reason)
-    return json_reply(status, error_body(code, str(exc)), exc.headers)
+    """The answer for a toolkit error, from the one table (`http_errors`)."""
+    return json_reply(*http_errors.answer(exc))
 
 
 def status_reply(status: int, message: str, headers: Mapping[str, str] | None = None) -> Reply:
     """A framework's own refusal (404, 405, 413...), in the same shape and codes."""
-    code = STATUS_CODES.get(status, "error" if status < 500 else "internal_error")
-    return json_reply(status, error_body(code, message), headers)
+    return json_reply(status, http_errors.refusal(status, message), headers)
 
 
 def text_reply(status: int, content: bytes, content_type: str) -> Reply:
@@ -145,7 +83,7 @@ def text_reply(status: int, content: bytes, content_type: str) -> Reply:
 
 
 def internal_error_reply() -> Reply:
-    return status_reply(500, "The server failed; the error was logged.")
+    return status_reply(500, http_errors.INTERNAL_ERROR_MESSAGE)
 
 
 def download_reply(

@@ -26,7 +26,7 @@ def test_past_the_cap_a_hold_is_busy_with_retry_after(tmp_path):
     slots = capacity.Slots(tmp_path, 3)
     with held(slots, 3), pytest.raises(Busy) as refused, slots.hold("tasks"):
         pass
-    assert refused.value.headers == {"Retry-After": str(capacity.RETRY_AFTER_SECONDS)}
+    assert refused.value.retry_after == capacity.RETRY_AFTER_SECONDS
     assert "3 tasks" in str(refused.value)
     # Every slot came back.
     with held(slots, 3):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import redis.asyncio
@@ -19,11 +17,8 @@ from ..ratelimit import (
     redis_key,
     refuse_after,
 )
-from ..replies import Call, Reply
 from ..state import REDIS_UNAVAILABLE
 from .offload import Offload
-
-AsyncHandler = Callable[[Call], Awaitable[Reply]]
 
 
 class AsyncRateLimiter(Protocol):
@@ -63,29 +58,13 @@ class AsyncClientRateLimit:
         self.proxies = proxies
         self.fail_open = FailOpen(pause)
 
-    async def check(self, call: Call) -> None:
-        """Count the request; raise `RateLimited` (429 with Retry-After) past the budget."""
+    async def check(self, peer: str, forwarded_for: str | None) -> None:
+        """Count a request from `peer`; raise `RateLimited` past its client's budget."""
         if self.fail_open.paused():
             return
         try:
-            wait = await self.limiter.admit(client_of(call, self.proxies))
+            wait = await self.limiter.admit(client_of(peer, forwarded_for, self.proxies))
         except (BackendUnavailable, StoreFull) as exc:
             self.fail_open.pause_after(exc)
             return
         refuse_after(wait)
-
-
-def limited(
-    limit: Callable[[], AsyncClientRateLimit],
-) -> Callable[[AsyncHandler], AsyncHandler]:
-    """`ratelimit.limited` for async handlers: the check first, then the handler."""
-
-    def decorate(handler: AsyncHandler) -> AsyncHandler:
-        @functools.wraps(handler)
-        async def checked(call: Call) -> Reply:
-            await limit().check(call)
-            return await handler(call)
-
-        return checked
-
-    return decorate

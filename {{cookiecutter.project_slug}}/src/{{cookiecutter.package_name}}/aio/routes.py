@@ -3,11 +3,14 @@
 An adapter on an event loop mounts every route of `routes.ROUTES` with the
 handler named here after the route's sync handler, so paths, methods and
 the API's description cannot drift between the twins. A route whose sync
-handler is rate limited (`ratelimit.limited`) is limited here too, on the
-same budget.
+handler is rate limited (`examples.routes.expensive`) is limited here too, on
+the same budget.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
 
 from .. import openapi
 {% if cookiecutter.include_examples %}
@@ -16,7 +19,8 @@ from ..examples import aio_handlers
 from ..replies import Call, Reply
 from ..routes import Route
 from . import health, runtime
-from .ratelimit import AsyncHandler, limited
+
+AsyncHandler = Callable[[Call], Awaitable[Reply]]
 
 
 def inline(handler):
@@ -40,7 +44,16 @@ TWINS: dict[str, AsyncHandler] = {
 {% endif %}
 }
 
-_limited = limited(lambda: runtime.current().limiter)
+
+def _limited(handler: AsyncHandler) -> AsyncHandler:
+    """The request's client is counted first, as for the sync handler."""
+
+    @functools.wraps(handler)
+    async def checked(call: Call) -> Reply:
+        await runtime.current().limiter.check(call.peer, call.header("x-forwarded-for"))
+        return await handler(call)
+
+    return checked
 
 
 def async_handler(route: Route) -> AsyncHandler:
