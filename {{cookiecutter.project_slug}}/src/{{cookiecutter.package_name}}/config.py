@@ -7,42 +7,60 @@ once per worker, after the fork.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["ConfigError", "Settings", "load"]
+__all__ = ["ConfigError", "Environ", "Settings", "load"]
+
+
+class Environ:
+    """Reads settings from a mapping of variables: the process's environment, or a
+    test's own dict (so a test never changes `os.environ`)."""
+
+    def __init__(self, variables: Mapping[str, str]) -> None:
+        self._variables = variables
+
+    def text(self, name: str, default: str) -> str:
+        return self._variables.get(name, "").strip() or default
+
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        raw = self._variables.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, not {raw!r}.") from None
+        if not value >= minimum:  # also refuses NaN
+            raise ConfigError(f"{name} must be at least {minimum}, not {raw}.")
+        return value
+
+    def whole(self, name: str, default: int, *, minimum: int = 0) -> int:
+        raw = self._variables.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, not {raw!r}.") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, not {value}.")
+        return value
 
 
 def env_str(name: str, default: str) -> str:
-    return os.environ.get(name, "").strip() or default
+    return Environ(os.environ).text(name, default)
 
 
 def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}.") from None
-    if not value >= minimum:  # also refuses NaN
-        raise ConfigError(f"{name} must be at least {minimum}, not {raw}.")
-    return value
+    return Environ(os.environ).number(name, default, minimum=minimum)
 
 
 def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}.") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, not {value}.")
-    return value
+    return Environ(os.environ).whole(name, default, minimum=minimum)
 
 
 @dataclass(frozen=True)
@@ -107,38 +125,40 @@ class Settings:
     long_work_cap: int
 
 
-def load() -> Settings:
-    delivery = env_str("EXPORT_DELIVERY", "accel")
+def load(variables: Mapping[str, str] | None = None) -> Settings:
+    """The settings in the environment, or in `variables` when a test passes its own."""
+    env = Environ(os.environ if variables is None else variables)
+    delivery = env.text("EXPORT_DELIVERY", "accel")
     if delivery not in {"accel", "direct"}:
         raise ConfigError(f"EXPORT_DELIVERY must be accel or direct, not {delivery!r}.")
-    lock_ttl = env_float("LOCK_TTL_SECONDS", 5.0, minimum=1.0)
-    lock_record_ttl = env_float("LOCK_RECORD_TTL_SECONDS", 86400.0, minimum=1.0)
+    lock_ttl = env.number("LOCK_TTL_SECONDS", 5.0, minimum=1.0)
+    lock_record_ttl = env.number("LOCK_RECORD_TTL_SECONDS", 86400.0, minimum=1.0)
     if lock_record_ttl <= lock_ttl:
         raise ConfigError(
             f"LOCK_RECORD_TTL_SECONDS ({lock_record_ttl:g}) must exceed "
             f"LOCK_TTL_SECONDS ({lock_ttl:g}): a lock's records must outlive its lease."
         )
     # 0 (or unset, outside gunicorn): no bound known, REDIS_MAX_CONNECTIONS serves.
-    concurrency = env_int("APP_WORKER_CONCURRENCY", 0)
-    max_connections = env_int("REDIS_MAX_CONNECTIONS", 100, minimum=1)
+    concurrency = env.whole("APP_WORKER_CONCURRENCY", 0)
+    max_connections = env.whole("REDIS_MAX_CONNECTIONS", 100, minimum=1)
     return Settings(
-        redis_url=env_str("REDIS_URL", ""),
-        redis_timeout=env_float("REDIS_TIMEOUT_SECONDS", 2.0, minimum=0.1),
+        redis_url=env.text("REDIS_URL", ""),
+        redis_timeout=env.number("REDIS_TIMEOUT_SECONDS", 2.0, minimum=0.1),
         redis_connections=min(concurrency, max_connections) if concurrency else max_connections,
-        key_prefix=env_str("KEY_PREFIX", "{{ cookiecutter.project_slug }}"),
-        data_dir=Path(env_str("DATA_DIR", "var/data")).resolve(),
-        export_dir=Path(env_str("EXPORT_DIR", "var/exports")).resolve(),
+        key_prefix=env.text("KEY_PREFIX", "{{ cookiecutter.project_slug }}"),
+        data_dir=Path(env.text("DATA_DIR", "var/data")).resolve(),
+        export_dir=Path(env.text("EXPORT_DIR", "var/exports")).resolve(),
         export_delivery=delivery,
-        export_max_age=env_float("EXPORT_MAX_AGE_SECONDS", 86400.0, minimum=1.0),
-        export_disk_reserve=env_int("EXPORT_DISK_RESERVE_BYTES", 64 << 20),
-        export_quota=env_int("EXPORT_QUOTA_BYTES", 8 << 30, minimum=1),
-        lock_wait=env_float("LOCK_WAIT_SECONDS", 10.0, minimum=0.0),
+        export_max_age=env.number("EXPORT_MAX_AGE_SECONDS", 86400.0, minimum=1.0),
+        export_disk_reserve=env.whole("EXPORT_DISK_RESERVE_BYTES", 64 << 20),
+        export_quota=env.whole("EXPORT_QUOTA_BYTES", 8 << 30, minimum=1),
+        lock_wait=env.number("LOCK_WAIT_SECONDS", 10.0, minimum=0.0),
         lock_ttl=lock_ttl,
         lock_record_ttl=lock_record_ttl,
-        backend_retry_after=env_float("BACKEND_RETRY_SECONDS", 1.0, minimum=0.0),
-        idempotency_ttl=env_float("IDEMPOTENCY_TTL_SECONDS", 86400.0, minimum=1.0),
-        rate_limit_per_second=env_float("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
-        rate_limit_burst=env_int("RATE_LIMIT_BURST", 1000, minimum=1),
-        forwarded_allow_ips=env_str("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
-        long_work_cap=env_int("LONG_WORK_CAP", 1, minimum=1),
+        backend_retry_after=env.number("BACKEND_RETRY_SECONDS", 1.0, minimum=0.0),
+        idempotency_ttl=env.number("IDEMPOTENCY_TTL_SECONDS", 86400.0, minimum=1.0),
+        rate_limit_per_second=env.number("RATE_LIMIT_PER_SECOND", 100.0, minimum=0.001),
+        rate_limit_burst=env.whole("RATE_LIMIT_BURST", 1000, minimum=1),
+        forwarded_allow_ips=env.text("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
+        long_work_cap=env.whole("LONG_WORK_CAP", 1, minimum=1),
     )

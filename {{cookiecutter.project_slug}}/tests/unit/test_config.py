@@ -13,6 +13,15 @@ def test_defaults(monkeypatch):
     assert 1 <= settings.lock_ttl <= 5
 
 
+def test_a_test_passes_its_own_variables_and_the_environment_is_not_read(monkeypatch):
+    monkeypatch.setenv("REDIS_URL", "redis://from-the-environment")
+    monkeypatch.setenv("LOCK_WAIT_SECONDS", "soon")
+    settings = config.load({"LONG_WORK_CAP": "3"})
+    assert settings.redis_url == "" and settings.long_work_cap == 3
+    with pytest.raises(config.ConfigError, match="LONG_WORK_CAP"):
+        config.load({"LONG_WORK_CAP": "three"})
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
