@@ -27,7 +27,8 @@ TEETH_TIMEOUT = 600
 
 # The app gunicorn loads normally, per framework; naive_app swaps one handler, then loads it.
 REAL_APPS = {
-    "flask": "{package}.flask_app:app",
+    # A factory, called by gunicorn (and naive_app) in each worker.
+    "flask": "{package}.flask_app:create_app()",
     "django": "{package}.django_project.wsgi:application",
     # An async factory, awaited by aiohttp's worker in each worker's own event loop.
     "aiohttp": "{package}.aiohttp_app:create_app",

@@ -21,7 +21,8 @@ _DEFAULT_APP = "{{ cookiecutter.package_name }}.django_project.wsgi:application"
 # An async factory: aiohttp's worker awaits it inside each worker's own event loop.
 _DEFAULT_APP = "{{ cookiecutter.package_name }}.aiohttp_app:create_app"
 {% else %}
-_DEFAULT_APP = "{{ cookiecutter.package_name }}.flask_app:app"
+# A factory: gunicorn calls it in each worker, after the fork.
+_DEFAULT_APP = "{{ cookiecutter.package_name }}.flask_app:create_app()"
 {% endif %}
 # nginx waits this much longer than gunicorn lets a worker run, so gunicorn's own
 # limit (and its log line) comes first.

@@ -19,8 +19,10 @@ NAIVE_VARIANT naming one mistake teams really make:
 
 NAIVE_PACKAGE is the generated package and NAIVE_APP the real app
 ("module:attribute", e.g. "<package>.django_project.wsgi:application", or
-"<package>.aiohttp_app:create_app", an async factory). Each variant swaps one
-function of the package's `examples.handlers` module (and, in a Django project,
+"<package>.aiohttp_app:create_app", an async factory, or
+"<package>.flask_app:create_app()", called here). Each variant swaps one
+function of the package's `examples.handlers` module (in a Flask project, the
+view of the app's blueprint; in a Django project,
 the counter handlers its adapter mounts instead; in an aiohttp project, the
 async twins of `examples.aio_handlers.TWINS` the adapter mounts instead), or,
 for locmem_counter, Django's cache setting, or, for reaping_sigchld, the
@@ -230,8 +232,25 @@ _ASYNC_VARIANTS = {
     "per_process_registry": {},
     "uncapped_tasks": {"run_task": async_uncapped_task},
 }
+
+
+def as_flask_view(naive):
+    """A naive handler as a Flask view: the Flask app routes to views, not handlers."""
+    from flask import Response, request
+
+    def view(**params):
+        call = replies.Call.of(params, request.get_data(), request.headers.items(), request.remote_addr)
+        reply = naive(call)
+        if reply.raw is not None:
+            return Response(reply.raw, status=reply.status, headers=dict(reply.headers))
+        return Response(json.dumps(reply.body), status=reply.status, mimetype="application/json")
+
+    return view
+
+
 _variant = os.environ["NAIVE_VARIANT"]
 _framework = importlib.import_module(_package).FRAMEWORK
+_flask = _framework == "flask"
 _django = _framework == "django"
 _aiohttp = _framework == "aiohttp"
 if _variant == "locmem_counter" and not _django:
@@ -239,7 +258,7 @@ if _variant == "locmem_counter" and not _django:
 if _variant in {"reaping_sigchld", "blocking_sleep"} and not _aiohttp:
     raise SystemExit(f"NAIVE_VARIANT={_variant} needs an aiohttp project.")
 
-# Swapped before the app (and so the route table) is imported.
+# Swapped before the app (and so the route table) is imported; Flask's views below.
 for _name, _function in _VARIANTS[_variant].items():
     _function.__name__ = _name
     setattr(handlers, _name, _function)
@@ -270,6 +289,14 @@ if _django:
         use_locmem_cache()
 
 _module, _attribute = os.environ["NAIVE_APP"].split(":")
-app = getattr(importlib.import_module(_module), _attribute)
+app = getattr(importlib.import_module(_module), _attribute.removesuffix("()"))
+if _attribute.endswith("()"):
+    app = app()
+if _flask:
+    # Flask routes each endpoint to a view of its blueprint: swap the views.
+    for _name, _function in _VARIANTS[_variant].items():
+        app.view_functions[f"examples.{_name}"] = as_flask_view(_function)
+    if _variant == "per_process_registry":
+        app.view_functions["health.scrape"] = as_flask_view(per_process_scrape)
 if _variant == "reaping_sigchld":
     app = reaping(app)

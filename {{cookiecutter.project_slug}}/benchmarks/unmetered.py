@@ -23,8 +23,9 @@ from {{ cookiecutter.package_name }} import metrics
 {% if cookiecutter.framework == "django" %}
 from {{ cookiecutter.package_name }}.django_project.wsgi import application
 {% else %}
-from {{ cookiecutter.package_name }}.flask_app import app as flask_app
+from {{ cookiecutter.package_name }}.flask_app import create_app
 
+flask_app = create_app()
 application = flask_app.wsgi_app
 {% endif %}
 

@@ -14,14 +14,18 @@ from typing import Any
 
 import pytest
 
-# Set before the app is imported: the runtime reads them once per process.
+# The embedded backend in a scratch directory.
 _scratch = tempfile.mkdtemp(prefix="contract-")
-os.environ.update(
-    REDIS_URL="",
-    DATA_DIR=os.path.join(_scratch, "data"),
-    EXPORT_DIR=os.path.join(_scratch, "exports"),
-    EXPORT_DELIVERY="accel",
-)
+SETTINGS = {
+    "REDIS_URL": "",
+    "DATA_DIR": os.path.join(_scratch, "data"),
+    "EXPORT_DIR": os.path.join(_scratch, "exports"),
+    "EXPORT_DELIVERY": "accel",
+}
+{% if cookiecutter.framework != "flask" %}
+# Set before the app is imported: the runtime reads them once per process.
+os.environ.update(SETTINGS)
+{% endif %}
 {% if cookiecutter.framework == "django" %}
 os.environ.update(
     DJANGO_SETTINGS_MODULE="{{ cookiecutter.package_name }}.django_project.settings",
@@ -95,9 +99,10 @@ def call() -> Iterator:
 {% else %}
 @pytest.fixture(scope="session")
 def call() -> Iterator:
-    from {{ cookiecutter.package_name }}.flask_app import app
+    from {{ cookiecutter.package_name }} import config
+    from {{ cookiecutter.package_name }}.flask_app import create_app
 
-    client = app.test_client()
+    client = create_app(config.load(SETTINGS)).test_client()
 
     def send(method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Answer:
         response = client.open(

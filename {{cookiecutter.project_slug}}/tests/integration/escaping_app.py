@@ -53,7 +53,9 @@ from {{ cookiecutter.package_name }} import processes
 {% if cookiecutter.framework == "django" %}
 from {{ cookiecutter.package_name }}.django_project.wsgi import application as real_app
 {% else %}
-from {{ cookiecutter.package_name }}.flask_app import app as real_app
+from {{ cookiecutter.package_name }}.flask_app import create_app
+
+real_app = create_app()
 {% endif %}
 
 # nginx proxies every path outside /static/ and /_internal/ to the app; this one

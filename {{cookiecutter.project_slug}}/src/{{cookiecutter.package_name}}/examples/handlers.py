@@ -10,21 +10,17 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
 
 from .. import FRAMEWORK, processes, runtime
 from ..errors import InvalidInput
 from ..replies import Call, Reply, download_reply, json_reply
 from ..schemas import NAME_PATTERN, check_name, parse_json, validate
-from . import schemas, tasks
+from . import counting, schemas, tasks
+from . import exports as example_exports
 
-# What a task's slot is called in a `busy` answer.
-LONG_WORK = "child tasks"
-# The guarded value's key among the data each lock fences.
-GUARDED_KEY = "value"
-CHUNK = 1 << 20
-_PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyz\n"
-_FILLER = (_PATTERN * (CHUNK // len(_PATTERN) + 1))[:CHUNK]
+LONG_WORK = tasks.LONG_WORK
+GUARDED_KEY = counting.GUARDED_KEY
+next_value = counting.next_value
 
 
 def worker(call: Call) -> Reply:
@@ -76,26 +72,13 @@ def locked_increment_request(call: Call) -> tuple[str, float]:
     return name, int(body.get("hold_ms", 0)) / 1000
 
 
-def next_value(current: bytes | None) -> int:
-    """A deliberately non-atomic read-modify-write: only the lock makes it safe."""
-    return int(current or 0) + 1
-
-
 def locked_reply(name: str, value: int, fence: int) -> Reply:
     return json_reply(200, {"name": name, "value": value, "fencing_token": fence})
 
 
 def export_request(call: Call) -> dict:
     """The arguments of `ExportStore.create` for this request, its content included."""
-    body = validate(parse_json(call.body), schemas.EXPORT)
-    label, size = body["label"], int(body["size_bytes"])
-    return {
-        "chunks": _content(label, size),
-        "size": size,
-        "filename": f"{label}.txt",
-        "content_type": "text/plain; charset=utf-8",
-        "label": label,
-    }
+    return example_exports.create_args(validate(parse_json(call.body), schemas.EXPORT))
 
 
 def export_reply(meta: dict, status: int = 200) -> Reply:
@@ -123,25 +106,8 @@ def task_reply(task: str, done: processes.Completed) -> Reply:
     return json_reply(200, {"task": task, **done.as_dict()})
 
 
-def _content(label: str, size: int) -> Iterator[bytes]:
-    """The line `label=<label>`, then filler, `size` bytes in all (a prefix if smaller)."""
-    header = f"label={label}\n".encode()[:size]
-    yield header
-    left = size - len(header)
-    while left > 0:
-        chunk = _FILLER[: min(left, CHUNK)]
-        yield chunk
-        left -= len(chunk)
-
-
 def _export_view(meta: dict) -> dict:
-    return {
-        "id": meta["id"],
-        "label": meta["label"],
-        "size": meta["size"],
-        "sha256": meta["sha256"],
-        "download_url": f"/api/exports/{meta['id']}/download",
-    }
+    return example_exports.public(meta)
 
 
 # The handlers: parse, act, answer.
