@@ -76,6 +76,8 @@ WORK_DIR = "work"
 # files/, and the ledger lists every export's id, which is what lets a client download it).
 LEDGER_DIR = "ledger"
 LEDGER_NAME = "exports.sqlite3"
+# Beside the ledger: the host's writers take turns on it to check and allocate space.
+ALLOCATION_LOCK_NAME = "allocation.lock"
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 DATA_NAME = "data"
 META_NAME = "meta.json"
@@ -206,12 +208,19 @@ class ExportStore:
     def _write(self, workdir: Path, chunks: Iterable[bytes], size: int, fields: dict) -> dict:
         """Allocate, write and publish the export; its metadata. Blocking file work
         only (it runs off gevent's hub): nothing here may take a lock of the hub's."""
-        with (
-            _allocate(workdir / DATA_NAME, size) as data,
-            _allocate(workdir / META_NAME, META_RESERVE_BYTES) as meta_file,
-        ):
-            if self._free() < self.disk_reserve:
-                raise InsufficientStorage(size)  # a racer took the disk meanwhile
+        with _allocation_turn(self.ledger.path.parent / ALLOCATION_LOCK_NAME):
+            # The host's writers check the free bytes and allocate one at a time, so
+            # two racers never both count on the same bytes (and, each seeing the
+            # other's allocation, both refuse).
+            if self._free() - size - META_RESERVE_BYTES < self.disk_reserve:
+                raise InsufficientStorage(size)
+            data = _allocate(workdir / DATA_NAME, size)
+            try:
+                meta_file = _allocate(workdir / META_NAME, META_RESERVE_BYTES)
+            except BaseException:
+                data.close()
+                raise
+        with data, meta_file:
             written, digest = _write(data, chunks, size)
             meta = {**fields, "size": written, "sha256": digest, "created": time.time()}
             _fill(meta_file, json.dumps(meta).encode())
@@ -453,6 +462,18 @@ def _writer_lock(workdir: Path) -> Iterator[None]:
     fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh directory: never waits
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _allocation_turn(lock_path: Path) -> Iterator[None]:
+    """This host's turn to check the free space and allocate (a blocking flock:
+    called off gevent's hub and off aiohttp's loop, as every file write here is)."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
