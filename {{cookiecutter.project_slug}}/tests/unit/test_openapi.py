@@ -1,5 +1,5 @@
 """The API's description: valid OpenAPI 3.1, served as read, and saying of each
-answer what the error table (`replies`) makes of the toolkit's errors."""
+answer what the error table (`http_errors`) makes of the toolkit's errors."""
 
 import json
 import re
@@ -8,13 +8,14 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from {{ cookiecutter.package_name }} import health, inputs, openapi
-from {{ cookiecutter.package_name }}.errors import Busy, InvalidInput, RateLimited
-from {{ cookiecutter.package_name }}.replies import ERRORS, STATUS_CODES, Call
+from {{ cookiecutter.package_name }}.errors import InvalidInput
+from {{ cookiecutter.package_name }}.http_errors import ERRORS, RETRY_AFTER, STATUS_CODES
+from {{ cookiecutter.package_name }}.replies import Call
 
 # Answers that are not errors, though their status is: /readyz's 503 says why.
 NOT_ERRORS = {("readyz", "503")}
 # The errors that tell the client when to come back.
-RETRY_AFTER_CODES = {ERRORS[RateLimited][1], ERRORS[Busy][1]}
+RETRY_AFTER_CODES = {ERRORS[error][1] for error in RETRY_AFTER}
 
 
 @pytest.fixture(scope="module")
