@@ -73,7 +73,8 @@ class _Flask(Flask):
 
 def create_app() -> Flask:
     runtime.boot()
-    app = _Flask(__name__)
+    # No static route: nginx serves static/, and every route is one the description has.
+    app = _Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # "/api/counters//incr" is a missing name (404), not a redirect to another URL.
     app.url_map.merge_slashes = False

@@ -12,11 +12,10 @@ import socket
 import time
 from collections.abc import Iterator
 
-from .. import FRAMEWORK, processes, runtime
-from ..errors import InvalidInput
+from .. import FRAMEWORK, inputs, processes, runtime
+from ..inputs import check_name
 from ..replies import Call, Reply, download_reply, json_reply
-from ..schemas import NAME_PATTERN, check_name, parse_json, validate
-from . import schemas, tasks
+from . import tasks
 
 # What a task's slot is called in a `busy` answer.
 LONG_WORK = "child tasks"
@@ -49,19 +48,13 @@ def worker(call: Call) -> Reply:
 
 def idempotency_key(call: Call) -> str | None:
     """The request's Idempotency-Key, checked (the same rule as a name); None if absent."""
-    key = call.header("Idempotency-Key")
-    if key is not None and not NAME_PATTERN.fullmatch(key):
-        raise InvalidInput(
-            "invalid_idempotency_key",
-            "An Idempotency-Key is 1 to 64 characters of A-Z a-z 0-9 _ . -",
-        )
-    return key
+    return inputs.check_idempotency_key(call.header("Idempotency-Key"))
 
 
 def increment_request(call: Call) -> tuple[str, int, str | None]:
     """(counter name, by, Idempotency-Key or None)."""
     name = check_name(call.params["name"])
-    body = validate(parse_json(call.body, empty_ok=True), schemas.INCREMENT)
+    body = inputs.body("incr_counter", call.body)
     return name, int(body.get("by", 1)), idempotency_key(call)
 
 
@@ -72,7 +65,7 @@ def counter_reply(name: str, value: int) -> Reply:
 def locked_increment_request(call: Call) -> tuple[str, float]:
     """(lock name, seconds to hold it)."""
     name = check_name(call.params["name"])
-    body = validate(parse_json(call.body, empty_ok=True), schemas.LOCKED_INCREMENT)
+    body = inputs.body("locked_increment", call.body)
     return name, int(body.get("hold_ms", 0)) / 1000
 
 
@@ -87,7 +80,7 @@ def locked_reply(name: str, value: int, fence: int) -> Reply:
 
 def export_request(call: Call) -> dict:
     """The arguments of `ExportStore.create` for this request, its content included."""
-    body = validate(parse_json(call.body), schemas.EXPORT)
+    body = inputs.body("create_export", call.body)
     label, size = body["label"], int(body["size_bytes"])
     return {
         "chunks": _content(label, size),
@@ -114,7 +107,9 @@ def download(settings, exports, meta: dict) -> Reply:
 
 def task_request(call: Call) -> tuple[str, list[str], float]:
     """(task name, the child's argv, its timeout)."""
-    request = schemas.task_request(parse_json(call.body))
+    document = inputs.parse_json(call.body)
+    tasks.check_known(document)
+    request = inputs.validate("run_task", document)
     argv, timeout = tasks.task_argv(request)
     return request["task"], argv, timeout
 
