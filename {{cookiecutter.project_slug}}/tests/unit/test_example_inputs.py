@@ -1,6 +1,7 @@
 """The example endpoints' input rules, as the API's description states them:
 refused before any work, with their codes and a message that says where."""
 
+import fastjsonschema
 import pytest
 
 from {{ cookiecutter.package_name }} import inputs, openapi
@@ -109,6 +110,40 @@ def test_every_described_task_has_a_command():
     for task, fields in samples.items():
         argv, _ = tasks.task_argv(task_request({"task": task, **fields}))
         assert argv[3] == task
+
+
+@pytest.mark.parametrize(
+    ("op_id", "body"),
+    [
+        ("incr_counter", {"by": 3.0}),
+        ("incr_counter", {"by": -0.0}),
+        ("incr_counter", {"by": True}),
+        ("incr_counter", {"by": 1e300}),
+        ("incr_counter", {"by": 1_000_000}),
+        ("incr_counter", None),
+        ("create_export", {"size_bytes": 10.0, "label": "a"}),
+        ("create_export", {"size_bytes": 2_147_483_648, "label": "x" * 64}),
+        ("create_export", {"size_bytes": 1, "label": "a\n"}),
+        ("create_export", {"size_bytes": 1, "label": "ü"}),
+        ("run_task", {"task": "exit", "code": 255.0}),
+        ("run_task", {"task": "echo", "text": "é" * 1000}),
+        ("run_task", {"task": "echo", "text": "é" * 1001}),
+        ("run_task", {"task": "echo", "text": "a\0"}),
+        ("run_task", {"task": "sleep", "seconds": 0, "timeout": 0.1}),
+        ("run_task", {"task": "sleep", "seconds": 0, "timeout": 0.09}),
+    ],
+)
+def test_the_compiled_check_and_jsonschema_agree(op_id, body):
+    # fastjsonschema gives the verdict and jsonschema the refusal's sentence: a
+    # body one passes and the other refuses would be let through, or refused
+    # without a reason.
+    schema = inputs._request(op_id).schema_for(body)
+    compiled = True
+    try:
+        schema._passes(body)
+    except fastjsonschema.JsonSchemaValueException:
+        compiled = False
+    assert compiled == schema._explains.is_valid(body), body
 
 
 def test_a_nul_character_never_reaches_a_child():

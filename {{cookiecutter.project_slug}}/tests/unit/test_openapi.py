@@ -14,6 +14,15 @@ from {{ cookiecutter.package_name }}.replies import Call
 
 # Answers that are not errors, though their status is: /readyz's 503 says why.
 NOT_ERRORS = {("readyz", "503")}
+# Schema keywords that mean the same in draft 7 (fastjsonschema's, which gives
+# inputs.py its verdicts) and in 2020-12 (OpenAPI 3.1's, jsonschema's there).
+SAME_IN_DRAFT_7 = {
+    "type", "properties", "required", "additionalProperties", "enum", "const",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+    "minLength", "maxLength", "pattern", "minProperties", "maxProperties",
+    "oneOf", "anyOf", "allOf", "not", "title", "description", "examples",
+    "discriminator",
+}  # fmt: skip
 # The errors that tell the client when to come back.
 RETRY_AFTER_CODES = {ERRORS[error][1] for error in RETRY_AFTER}
 
@@ -129,6 +138,27 @@ def test_a_body_can_be_too_large_and_a_path_unroutable():
         assert ("413" in responses) == ("requestBody" in operation), path
         if "{" in path:
             assert "404" in responses, path
+
+
+def keywords(schema: dict) -> set[str]:
+    found = set(schema)
+    for key, value in schema.items():
+        if key in ("properties",):
+            for subschema in value.values():
+                found |= keywords(subschema)
+        elif key in ("oneOf", "anyOf", "allOf"):
+            for subschema in value:
+                found |= keywords(subschema)
+        elif key in ("additionalProperties", "not") and isinstance(value, dict):
+            found |= keywords(value)
+    return found
+
+
+def test_request_schemas_keep_to_keywords_draft_7_reads_alike():
+    for _, path, operation in operations():
+        if "requestBody" in operation:
+            schema = operation["requestBody"]["content"]["application/json"]["schema"]
+            assert keywords(schema) <= SAME_IN_DRAFT_7, (path, keywords(schema) - SAME_IN_DRAFT_7)
 
 
 def test_every_request_body_is_a_closed_json_object_with_a_valid_example():
