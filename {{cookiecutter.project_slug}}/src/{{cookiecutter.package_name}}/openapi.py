@@ -14,7 +14,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import Busy, InvalidInput, RateLimited, ServiceError
 from .exports import ID_PATTERN
@@ -31,7 +31,7 @@ SUMMARY = "{{ cookiecutter.description }}"
 DISTRIBUTION = "{{ cookiecutter.project_slug }}"
 
 
-def exact(pattern: str) -> dict:
+def exact(pattern: str) -> dict[str, Any]:
     """A string schema for a rule the toolkit checks with `re.fullmatch`.
 
     JSON Schema searches, so the pattern is anchored. `(?!\\n)` because Python's
@@ -60,21 +60,21 @@ class Operation:
     summary: str
     # The success answer: status, and body schema per media type.
     status: int = 200
-    response: dict | None = None
+    response: dict[str, Any] | None = None
     media_types: tuple[str, ...] = (JSON,)
-    response_headers: Mapping[str, dict] = field(default_factory=dict)
+    response_headers: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     # The request: a JSON body, path parameters and request headers.
-    request: dict | None = None
+    request: dict[str, Any] | None = None
     body_required: bool = True
-    params: Mapping[str, dict] = field(default_factory=dict)
-    headers: Mapping[str, dict] = field(default_factory=dict)
+    params: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    headers: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     # What else it answers.
     invalid: tuple[str, ...] = ()
     errors: tuple[type[ServiceError], ...] = ()
     # Answers with a body of their own (/readyz's 503): status -> (description, schema).
-    other: Mapping[int, tuple[str, dict]] = field(default_factory=dict)
+    other: Mapping[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     # OpenAPI link objects by name, for clients (and a stateful fuzzer) to follow.
-    links: Mapping[str, dict] = field(default_factory=dict)
+    links: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
 
 # Headers some errors carry: the client needs them to act on the answer.
@@ -84,7 +84,7 @@ RETRY_AFTER = {
         "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
     }
 }
-ERROR_HEADERS: dict[type[ServiceError], dict[str, dict]] = {
+ERROR_HEADERS: dict[type[ServiceError], dict[str, dict[str, Any]]] = {
     RateLimited: RETRY_AFTER,
     Busy: RETRY_AFTER,
 }
@@ -124,7 +124,7 @@ READYZ = Operation(
 OPENAPI = Operation("This description of the API, OpenAPI 3.1.", response=DOCUMENT)
 
 
-def error_schema(codes: Iterable[str]) -> dict:
+def error_schema(codes: Iterable[str]) -> dict[str, Any]:
     """The one error shape, with the codes this answer can carry."""
     error = object_schema(
         {"code": {"enum": sorted(set(codes))}, "message": {"type": "string", "minLength": 1}},
@@ -158,11 +158,11 @@ def error_statuses(operation: Operation, path_params: bool) -> dict[int, set[str
     return by_status
 
 
-def _headers_of(status: int, operation: Operation) -> dict[str, dict]:
+def _headers_of(status: int, operation: Operation) -> dict[str, dict[str, Any]]:
     """The headers of the operation's errors with this status; required where every
     one of them sends it (a 503 busy has Retry-After, a 503 backend_unavailable not)."""
     errors = [error for error in operation.errors if ERRORS[error][0] == status]
-    headers: dict[str, dict] = {}
+    headers: dict[str, dict[str, Any]] = {}
     for error in errors:
         for name, header in ERROR_HEADERS.get(error, {}).items():
             required = all(name in ERROR_HEADERS.get(other, {}) for other in errors)
@@ -170,8 +170,8 @@ def _headers_of(status: int, operation: Operation) -> dict[str, dict]:
     return headers
 
 
-def _responses(operation: Operation, path_params: bool) -> dict[str, dict]:
-    success: dict = {
+def _responses(operation: Operation, path_params: bool) -> dict[str, dict[str, Any]]:
+    success: dict[str, Any] = {
         "description": operation.summary,
         "content": {
             media: {"schema": operation.response} if operation.response is not None else {}
@@ -186,7 +186,7 @@ def _responses(operation: Operation, path_params: bool) -> dict[str, dict]:
     for status, (description, schema) in operation.other.items():
         responses[str(status)] = {"description": description, "content": {JSON: {"schema": schema}}}
     for status, codes in sorted(error_statuses(operation, path_params).items()):
-        answer: dict = {
+        answer: dict[str, Any] = {
             "description": "An error: " + ", ".join(sorted(codes)) + ".",
             "content": {JSON: {"schema": error_schema(codes)}},
         }
@@ -197,7 +197,7 @@ def _responses(operation: Operation, path_params: bool) -> dict[str, dict]:
     return responses
 
 
-def describe_route(route: Route) -> dict:
+def describe_route(route: Route) -> dict[str, Any]:
     """One route's OpenAPI operation object."""
     operation = route.operation
     if operation is None:
@@ -213,7 +213,7 @@ def describe_route(route: Route) -> dict:
         {"name": name, "in": "header", "required": False, "schema": schema}
         for name, schema in operation.headers.items()
     ]
-    described: dict = {
+    described: dict[str, Any] = {
         "operationId": route.name,
         "summary": operation.summary,
         "responses": _responses(operation, bool(names)),
@@ -228,9 +228,9 @@ def describe_route(route: Route) -> dict:
     return described
 
 
-def describe(routes: Iterable[Route]) -> dict:
+def describe(routes: Iterable[Route]) -> dict[str, Any]:
     """The OpenAPI 3.1 document for these routes."""
-    paths: dict[str, dict] = {}
+    paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = describe_route(route)
     return {
@@ -248,7 +248,7 @@ def _version() -> str:
 
 
 @functools.cache
-def document() -> dict:
+def document() -> dict[str, Any]:
     """This service's description, built once per process (the routes never change)."""
     # Imported here: routes.py imports this module for the handler below.
     from .routes import ROUTES

@@ -114,7 +114,7 @@ def json_reply(status: int, body: Any, headers: Mapping[str, str] | None = None)
     return Reply(status, body, dict(headers or {}))
 
 
-def error_body(code: str, message: str) -> dict:
+def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 

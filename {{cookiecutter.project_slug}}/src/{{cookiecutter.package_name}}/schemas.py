@@ -28,7 +28,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def object_schema(properties: dict, required: tuple[str, ...] = ()) -> dict:
+def object_schema(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": properties,
@@ -37,11 +37,11 @@ def object_schema(properties: dict, required: tuple[str, ...] = ()) -> dict:
     }
 
 
-def integer(low: int, high: int) -> dict:
+def integer(low: int, high: int) -> dict[str, Any]:
     return {"type": "integer", "minimum": low, "maximum": high}
 
 
-def number(low: float, high: float) -> dict:
+def number(low: float, high: float) -> dict[str, Any]:
     return {"type": "number", "minimum": low, "maximum": high}
 
 
@@ -67,7 +67,7 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def validate(document: Any, schema: dict) -> dict:
+def validate(document: Any, schema: dict[str, Any]) -> dict[str, Any]:
     """Return the document if it matches the schema, else raise invalid_request."""
     validator = _VALIDATORS.get(id(schema))
     if validator is None:
@@ -75,6 +75,8 @@ def validate(document: Any, schema: dict) -> dict:
     error = next(iter(validator.iter_errors(document)), None)
     if error is not None:
         raise InvalidInput("invalid_request", _describe(error))
+    if not isinstance(document, dict):
+        raise TypeError("validate() takes an object's schema (object_schema)")
     return document
 
 

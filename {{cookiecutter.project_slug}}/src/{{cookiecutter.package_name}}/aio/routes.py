@@ -9,6 +9,8 @@ same budget.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .. import openapi
 {% if cookiecutter.include_examples %}
 from ..examples import aio_handlers
@@ -19,7 +21,7 @@ from . import health, runtime
 from .ratelimit import AsyncHandler, limited
 
 
-def inline(handler):
+def inline(handler: Callable[[Call], Reply]) -> AsyncHandler:
     """A sync handler that touches no disk, network or child (it builds a reply
     from memory): safe to run on the loop as it is."""
 

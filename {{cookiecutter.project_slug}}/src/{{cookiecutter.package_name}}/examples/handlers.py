@@ -11,9 +11,12 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from .. import FRAMEWORK, processes, runtime
+from ..config import Settings
 from ..errors import InvalidInput
+from ..exports import ExportStore
 from ..replies import Call, Reply, download_reply, json_reply
 from ..schemas import NAME_PATTERN, check_name, parse_json, validate
 from . import schemas, tasks
@@ -85,7 +88,7 @@ def locked_reply(name: str, value: int, fence: int) -> Reply:
     return json_reply(200, {"name": name, "value": value, "fencing_token": fence})
 
 
-def export_request(call: Call) -> dict:
+def export_request(call: Call) -> dict[str, Any]:
     """The arguments of `ExportStore.create` for this request, its content included."""
     body = validate(parse_json(call.body), schemas.EXPORT)
     label, size = body["label"], int(body["size_bytes"])
@@ -98,11 +101,11 @@ def export_request(call: Call) -> dict:
     }
 
 
-def export_reply(meta: dict, status: int = 200) -> Reply:
+def export_reply(meta: dict[str, Any], status: int = 200) -> Reply:
     return json_reply(status, _export_view(meta))
 
 
-def download(settings, exports, meta: dict) -> Reply:
+def download(settings: Settings, exports: ExportStore, meta: dict[str, Any]) -> Reply:
     direct = settings.export_delivery == "direct"
     return download_reply(
         filename=meta["filename"],
@@ -134,7 +137,7 @@ def _content(label: str, size: int) -> Iterator[bytes]:
         left -= len(chunk)
 
 
-def _export_view(meta: dict) -> dict:
+def _export_view(meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": meta["id"],
         "label": meta["label"],

@@ -43,7 +43,7 @@ TASKS = {
 }
 
 
-def task_request(document: Any) -> dict:
+def task_request(document: Any) -> dict[str, Any]:
     """Pick the named task's schema; a name we don't know is unknown_task."""
     if not isinstance(document, dict):
         raise InvalidInput("invalid_request", "body: the request must be a JSON object.")

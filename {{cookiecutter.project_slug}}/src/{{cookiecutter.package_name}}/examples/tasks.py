@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import InvalidInput
 
@@ -12,7 +13,7 @@ CHILD_SCRIPT = Path(__file__).with_name("childtasks.py")
 DEFAULT_TIMEOUT = 30.0
 
 
-def task_argv(request: dict) -> tuple[list[str], float]:
+def task_argv(request: dict[str, Any]) -> tuple[list[str], float]:
     """The argv and timeout for a validated task request (see schemas.TASKS)."""
     task = request["task"]
     base = [sys.executable, "-I", str(CHILD_SCRIPT), task]
