@@ -20,7 +20,7 @@ COMBINATIONS = $(shell python3 -c 'import json; t = json.load(open("cookiecutter
 	print(*(f"{f}-{w}" for f, ws in t["_worker_classes_by_framework"].items() for w in ws))')
 # What tools leave behind inside the template directory; cookiecutter would
 # copy it into every generated project.
-LEFTOVERS := \( -name __pycache__ -o -name .pytest_cache -o -name .ruff_cache -o -name '*.egg-info' \)
+LEFTOVERS := \( -name __pycache__ -o -name .pytest_cache -o -name .ruff_cache -o -name .mypy_cache -o -name '*.egg-info' \)
 
 .PHONY: help test system-deps venv lint lock demo clean clean-template
 
@@ -82,5 +82,5 @@ demo: system-deps venv clean-template
 	$(MAKE) -C "$$project" stack
 
 clean: clean-template
-	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) build .pytest_cache .ruff_cache .mypy_cache
 	find hooks tests $(LEFTOVERS) -prune -exec rm -rf {} +

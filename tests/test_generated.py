@@ -58,6 +58,7 @@ TOOL_LEFTOVERS = {
     "__pycache__",
     ".pytest_cache",
     ".ruff_cache",
+    ".mypy_cache",
     "template-options.toml",
 }
 # How gunicorn.conf.py names a worker class the answers name briefly.
@@ -157,6 +158,12 @@ def test_ruff_check_and_format_pass(project):
     for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
         result = project.run(sys.executable, "-m", "ruff", *command)
         check(result, f"ruff {command[0]}")
+
+
+def test_mypy_strict_passes(project):
+    # `make lint`'s type check, with the project's own mypy and stubs ([tool.mypy]).
+    project.install()
+    check(project.run(project.python, "-m", "mypy", "--no-incremental"), "mypy")
 
 
 @pytest.fixture(scope="module")

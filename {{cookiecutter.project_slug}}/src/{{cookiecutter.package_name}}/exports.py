@@ -56,7 +56,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, ParamSpec, TypeVar
+from typing import Any, BinaryIO, ParamSpec, TypeVar
 
 from . import metrics
 from .embedded import Database
@@ -160,7 +160,7 @@ class ExportStore:
         filename: str,
         content_type: str = "application/octet-stream",
         **extra: object,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Write `chunks` (`size` bytes in all) as a new export; return its metadata.
 
         InsufficientStorage when it would not fit the disk's reserve or the store's
@@ -205,7 +205,9 @@ class ExportStore:
             if not self.ledger.reserve(export_id, charge, self.quota):
                 raise InsufficientStorage(size)
 
-    def _write(self, workdir: Path, chunks: Iterable[bytes], size: int, fields: dict) -> dict:
+    def _write(
+        self, workdir: Path, chunks: Iterable[bytes], size: int, fields: dict[str, Any]
+    ) -> dict[str, Any]:
         """Allocate, write and publish the export; its metadata. Blocking file work
         only (it runs off gevent's hub): nothing here may take a lock of the hub's."""
         with _allocation_turn(self.ledger.path.parent / ALLOCATION_LOCK_NAME):
@@ -234,11 +236,11 @@ class ExportStore:
         info = os.statvfs(self.work)
         return info.f_bavail * info.f_frsize
 
-    def get(self, export_id: str) -> dict:
+    def get(self, export_id: str) -> dict[str, Any]:
         if not ID_PATTERN.fullmatch(export_id):
             raise NotFound("export")
         try:
-            meta = json.loads((self.files / export_id / META_NAME).read_text())
+            meta: dict[str, Any] = json.loads((self.files / export_id / META_NAME).read_text())
         except (FileNotFoundError, NotADirectoryError, ValueError):
             raise NotFound("export") from None
         # Expired is gone at once, on both URLs, whether or not a sweep has run yet.
@@ -246,12 +248,12 @@ class ExportStore:
             raise NotFound("export")
         return meta
 
-    def accel_path(self, meta: dict) -> str:
+    def accel_path(self, meta: dict[str, Any]) -> str:
         """The internal URI nginx serves; built from server-side data only."""
         return f"{ACCEL_PREFIX}{meta['id']}/{DATA_NAME}"
 
-    def data_path(self, meta: dict) -> Path:
-        return self.files / meta["id"] / DATA_NAME
+    def data_path(self, meta: dict[str, Any]) -> Path:
+        return self.files / str(meta["id"]) / DATA_NAME
 
     def sweep_in_background(self) -> threading.Thread:
         """Sweep at once, then on a timer of this process's own (a daemon thread; start

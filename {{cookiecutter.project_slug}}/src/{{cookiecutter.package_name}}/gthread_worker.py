@@ -22,30 +22,33 @@ there, as in gunicorn's worker: so nginx keeps no upstream connection alive
 (stack.conf.template), and every request is a new connection.
 """
 
-from gunicorn.workers.gthread import ThreadWorker
+from concurrent.futures import Future
+from typing import Any
+
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 
 class FreeThreadWorker(ThreadWorker):
     """gthread that listens for new connections only while a thread is free."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Requests handed to the thread pool and not finished yet. Only the main
         # loop changes it: both hooks below run there (finish_request is deferred
         # to it through gunicorn's method queue).
         self.in_flight = 0
 
-    def set_accept_enabled(self, enabled):
+    def set_accept_enabled(self, enabled: bool | None) -> None:
         # gunicorn's run loop calls this whenever its own connection limit says
         # "accept" and the listener is off, so a freed thread turns it back on.
         super().set_accept_enabled(enabled and self.in_flight < self.cfg.threads)
 
-    def enqueue_req(self, conn):
+    def enqueue_req(self, conn: TConn) -> None:
         self.in_flight += 1
         super().enqueue_req(conn)
         if self.in_flight >= self.cfg.threads:
             self.set_accept_enabled(False)
 
-    def finish_request(self, conn, fs):
+    def finish_request(self, conn: TConn, fs: Future[bool]) -> None:
         self.in_flight -= 1
         super().finish_request(conn, fs)

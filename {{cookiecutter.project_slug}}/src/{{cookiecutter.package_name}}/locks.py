@@ -62,7 +62,7 @@ import redis
 
 from . import metrics
 from .errors import BackendUnavailable, Busy, LockLost, LockTimeout, unavailable_on
-from .state import REDIS_UNAVAILABLE
+from .state import REDIS_UNAVAILABLE, as_bytes
 
 # SET NX PX and, only when that succeeded, raise the fence: one atomic step.
 # The new fence is max(last + 1, TIME in microseconds), so it keeps increasing
@@ -440,11 +440,11 @@ class RedisLocks(Holding):
         """Reset the remaining TTL to `ttl`, only while the lease still holds."""
         check_ttl(ttl)
         keys = [self._keys.owner(lease.name), self._keys.fence(lease.name)]
-        args = [lease.token, *lease_args(ttl, self._record_ttl)]
+        args: list[str | int] = [lease.token, *lease_args(ttl, self._record_ttl)]
         return bool(self._extend(keys=keys, args=args))
 
     def read_fenced(self, name: str, key: str) -> bytes | None:
-        return self._redis.get(self._keys.data(name, key))
+        return as_bytes(self._redis.get(self._keys.data(name, key)))
 
     def write_fenced(self, lease: Lease, key: str, value: bytes | str) -> None:
         name = lease.name

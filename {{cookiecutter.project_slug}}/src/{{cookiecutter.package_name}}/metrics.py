@@ -18,11 +18,17 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import values as _values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from _typeshed import OptExcInfo
 
 from . import metrics_files
 
@@ -205,16 +211,18 @@ class InstrumentedWSGI:
     answer finds it counted at its next scrape.
     """
 
-    def __init__(self, app: Callable, patterns: Iterable[str]) -> None:
+    def __init__(self, app: WSGIApplication, patterns: Iterable[str]) -> None:
         self.app = app
         self.route_of = RouteLabels(patterns)
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         # gunicorn answers 500 if the application raises before it starts a response.
         status = 500
 
-        def start(status_line: str, headers: list, exc_info=None):
+        def start(
+            status_line: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+        ) -> Callable[[bytes], object]:
             nonlocal status
             status = int(status_line[:3])
             return start_response(status_line, headers, exc_info)
@@ -315,7 +323,9 @@ class SettledFiles(MultiProcessCollector):
             with contextlib.suppress(FileNotFoundError):
                 if entry.name.endswith(".db") and entry.stat().st_size >= _HEADER_BYTES:
                     files.append(entry.path)
-        return self.merge(files, accumulate=True)
+        # prometheus_client leaves MultiProcessCollector unannotated.
+        merged: Iterable[Metric] = self.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
 
 
 def _this_process() -> list[int]:
@@ -333,7 +343,7 @@ def registry() -> CollectorRegistry:
     scraped = CollectorRegistry()
     # A fresh registry per scrape, as prometheus_client's docs say: the metrics
     # above must not be registered in it, or they would be counted twice.
-    SettledFiles(scraped, path=directory)
+    SettledFiles(scraped, path=directory)  # type: ignore[no-untyped-call]  # as merge above
     scraped.register(WorkerProcesses(lambda: metrics_files.live_pids(directory)))
     return scraped
 
@@ -341,7 +351,7 @@ def registry() -> CollectorRegistry:
 class _Own:
     """This module's metrics as one collector (single-process mode only)."""
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterable[Metric]:
         return _REGISTRY.collect()
 
 

@@ -148,8 +148,7 @@ class SqliteRateLimiter:
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS
             self._db.changes(_SQLITE_SWEEP)
-        row = self._db.one(_SQLITE_ADMIT, (key, self._interval, self._burst))
-        admitted, wait = row
+        admitted, wait = self._db.returning(_SQLITE_ADMIT, (key, self._interval, self._burst))
         return 0.0 if admitted else max(float(wait), 0.0)
 
 

@@ -11,8 +11,11 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from .. import FRAMEWORK, inputs, processes, runtime
+from ..config import Settings
+from ..exports import ExportStore
 from ..inputs import check_name
 from ..replies import Call, Reply, download_reply, json_reply
 from . import tasks
@@ -78,7 +81,7 @@ def locked_reply(name: str, value: int, fence: int) -> Reply:
     return json_reply(200, {"name": name, "value": value, "fencing_token": fence})
 
 
-def export_request(call: Call) -> dict:
+def export_request(call: Call) -> dict[str, Any]:
     """The arguments of `ExportStore.create` for this request, its content included."""
     body = inputs.body("create_export", call.body)
     label, size = body["label"], int(body["size_bytes"])
@@ -91,11 +94,11 @@ def export_request(call: Call) -> dict:
     }
 
 
-def export_reply(meta: dict, status: int = 200) -> Reply:
+def export_reply(meta: dict[str, Any], status: int = 200) -> Reply:
     return json_reply(status, _export_view(meta))
 
 
-def download(settings, exports, meta: dict) -> Reply:
+def download(settings: Settings, exports: ExportStore, meta: dict[str, Any]) -> Reply:
     direct = settings.export_delivery == "direct"
     return download_reply(
         filename=meta["filename"],
@@ -129,7 +132,7 @@ def _content(label: str, size: int) -> Iterator[bytes]:
         left -= len(chunk)
 
 
-def _export_view(meta: dict) -> dict:
+def _export_view(meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": meta["id"],
         "label": meta["label"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from .. import openapi
 from ..errors import InvalidInput
@@ -30,7 +31,7 @@ def _known() -> dict[str, str]:
     return schema["discriminator"]["mapping"]  # type: ignore[no-any-return]
 
 
-def task_argv(request: dict) -> tuple[list[str], float]:
+def task_argv(request: dict[str, Any]) -> tuple[list[str], float]:
     """The argv and timeout for a validated task request (see the description's tasks)."""
     task = request["task"]
     base = [sys.executable, "-I", str(CHILD_SCRIPT), task]
