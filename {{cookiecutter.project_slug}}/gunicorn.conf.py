@@ -232,13 +232,17 @@ def worker_exit(server, worker):
 def child_exit(server, worker):
     # Runs in the master once a worker is gone, however it died (SIGKILL at the end
     # of the graceful timeout included): its tasks must not outlive it.
-    from {{ cookiecutter.package_name }} import children, metrics_files
+    from {{ cookiecutter.package_name }} import children
 
     ended = children.end_tasks(worker.pid)
     if ended:
         server.log.warning("Ended %s task(s) left by worker %s", ended, worker.pid)
     # Its live gauges go (it is no longer running); its counters stay in the totals.
-    metrics_files.mark_dead(worker.pid)
+    # prometheus_client loads ssl, which gunicorn's master has loaded already: a
+    # gevent worker forked later inherits nothing it would not have anyway.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def on_exit(server):
@@ -297,8 +301,8 @@ def post_worker_init(worker):
 {% if cookiecutter.framework != "aiohttp" %}
     _answer_own_errors_in_json()
 {% endif %}
-    # Counted among the running workers (gunicorn_workers) from now on. Imported
-    # here, in the worker, after gevent's patching: prometheus_client loads ssl.
+    # Counted among the running workers (gunicorn_workers) from now on: the gauge's
+    # file is this worker's, so it is set here, in the worker.
     from {{ cookiecutter.package_name }} import metrics
 
     metrics.worker_started()

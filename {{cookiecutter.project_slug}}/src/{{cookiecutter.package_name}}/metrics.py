@@ -100,7 +100,7 @@ CHILD_TASKS = Counter(
     registry=_REGISTRY,
 )
 # livesum: each worker sets 1 while it runs, the scrape adds up the live workers'
-# files, and the master removes a dead worker's (metrics_files.mark_dead), so the
+# files, and the master removes a dead worker's (`multiprocess.mark_process_dead`), so the
 # figure is the workers running now. "all" would keep every dead worker's 1.
 WORKERS = Gauge(
     "gunicorn_workers",
