@@ -27,7 +27,7 @@ _DEFAULT_APP = "{{ cookiecutter.package_name }}.flask_app:app"
 # limit (and its log line) comes first.
 _NGINX_READ_MARGIN_SECONDS = 30
 # Child tasks at once per usable CPU, at most, by default: each is an interpreter of
-# its own (100 at once took 1.1 GB), and more than a few per CPU only share them.
+# its own, memory included, and more than a few per CPU only share them.
 _LONG_WORK_PER_CPU = 4
 
 
@@ -108,9 +108,9 @@ workers = max(2, _requested_workers or default_workers(worker_class_name, cpus))
 threads = _env_int("GUNICORN_THREADS", 4) if worker_class_name == "gthread" else 1
 # Connections a gevent or gthread worker holds open at once, idle kept-alive ones
 # included. Never fewer than nginx may open: a worker at its limit stops accepting,
-# nginx's kept-alive connections are not closed under load, and a new one waited in
-# the listen backlog (at 2 x threads, 32 clients on 3 workers: p99 0.6-1.5 s). A
-# gthread worker with no free thread stops accepting anyway (gthread_worker.py).
+# nginx's kept-alive connections are not closed under load, and a new one waits in
+# the listen backlog. A gthread worker with no free thread stops accepting anyway
+# (gthread_worker.py).
 worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000)
 # Requests one worker serves at once, which its Redis connection pool is sized from
 # (config.py); 0 where the class sets no bound (aiohttp's accepts every connection).
@@ -139,10 +139,9 @@ graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
 # idle; this serves a direct client's next request (`make run`), briefly.
 keepalive = _env_int("GUNICORN_KEEPALIVE", 2)
 # Recycle workers now and then, at staggered moments, to bound slow leaks. Each new
-# worker imports the whole app (about 0.45 s of CPU): at 1000, under load, every
-# worker was replaced every few seconds and it cost 28-40 % of throughput (make
-# bench). preload_app (a fork instead of an import) won back only 0-25 % of that,
-# and is unsafe with gevent; at 20000 the cost is within the bench's noise.
+# worker imports the whole app, a cost taken from the requests, so rarely enough
+# that make bench sees no cost (the README's Performance section has the figures);
+# preload_app (a fork instead of an import) is unsafe with gevent.
 max_requests = _env_int("GUNICORN_MAX_REQUESTS", 20000)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
 # The heartbeat file on a disk-backed /tmp can stall workers; /dev/shm is memory.

@@ -293,10 +293,9 @@ class Watchdog:
 class _Renewals:
     """One thread per process re-arms every lease its holders keep, each when due.
 
-    A thread of its own per hold cost a start and a join inside every critical
-    section: 20 % of contended lock throughput (`make bench`: 358 against 446
-    locked increments a second). Extensions run one at a time; a backend slow
-    to answer one would have failed the others too.
+    A thread of its own per hold would cost a start and a join inside every
+    critical section, which contended locks pay in throughput. Extensions run one
+    at a time; a backend slow to answer one would have failed the others too.
     """
 
     def __init__(self) -> None:
