@@ -10,10 +10,10 @@ import math
 import os
 import signal
 
-{% if cookiecutter.worker_class == "aiohttp" %}
+{% if cookiecutter.__worker_class == "aiohttp" %}
 _DEFAULT_WORKER_CLASS = "aiohttp.GunicornWebWorker"
 {% else %}
-_DEFAULT_WORKER_CLASS = "{{ cookiecutter.worker_class }}"
+_DEFAULT_WORKER_CLASS = "{{ cookiecutter.__worker_class }}"
 {% endif %}
 {% if cookiecutter.framework == "django" %}
 _DEFAULT_APP = "{{ cookiecutter.package_name }}.django_project.wsgi:application"

@@ -24,7 +24,7 @@ def resolved(**env: str) -> dict:
 
 def test_defaults_are_the_generated_worker_class():
     settings = resolved()
-{% if cookiecutter.worker_class == "aiohttp" %}
+{% if cookiecutter.__worker_class == "aiohttp" %}
     assert settings["worker_class_name"] == "aiohttp.GunicornWebWorker"
     runs_as = "{{ cookiecutter.package_name }}.aiohttp_worker.BacklogWebWorker"
     assert settings["worker_class"] == runs_as
@@ -33,7 +33,7 @@ def test_defaults_are_the_generated_worker_class():
     assert "%(" not in settings["access_log_format"]
     assert "%{X-Request-ID}i" in settings["access_log_format"]
 {% else %}
-    assert settings["worker_class_name"] == "{{ cookiecutter.worker_class }}"
+    assert settings["worker_class_name"] == "{{ cookiecutter.__worker_class }}"
 {% endif %}
     assert settings["workers"] >= 2
     assert settings["preload_app"] is False
