@@ -110,6 +110,13 @@ def test_no_template_syntax_is_left(project):
                 if marker in checked.lower():
                     found.append(f"{relative}:{number}: {line.strip()}")
     assert not found, "template syntax left in the generated project:\n" + "\n".join(found)
+    # Jinja blocks inside the README's opening paragraph leave it whole lines: none
+    # starts with a space, and its first sentence reads on across them.
+    opening = (project.path / "README.md").read_text(encoding="utf-8").split("\n\n")[2]
+    assert not [line for line in opening.splitlines() if line.startswith(" ")], opening
+    assert "behind nginx, with everything the workers share in Redis" in " ".join(
+        opening.split()
+    ), opening
 
 
 def test_no_options_table_or_tool_leftovers(project):

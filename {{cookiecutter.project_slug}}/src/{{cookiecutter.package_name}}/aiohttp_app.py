@@ -178,10 +178,9 @@ def _settle_before_closing() -> None:
     gets its request handler a loop iteration or two later. aiohttp 3.14 marks every
     connection closing as soon as its sites stop, and one marked before its handler
     started ignores the request that then arrives: the request waits out the whole
-    shutdown timeout (seen: 8 requests hung until their clients gave up, at each
-    reload under load). So the sites stop first, those connections get
-    SETTLE_SECONDS to start, and only then does aiohttp's own cleanup close them,
-    letting every request it has read finish."""
+    shutdown timeout, or until its client gives up. So the sites stop first, those
+    connections get SETTLE_SECONDS to start, and only then does aiohttp's own
+    cleanup close them, letting every request it has read finish."""
     original = web_runner.BaseRunner.cleanup
     if getattr(original, "settles", False):
         return

@@ -114,13 +114,6 @@ def _options(settings: Settings, connections: int | None) -> dict[str, Any]:
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_timeout,
         "health_check_interval": 15,
-        # RESP2. Under RESP3, redis-py 8's default, the asyncio pool hands out an
-        # idle connection without checking whether the server closed it, so after a
-        # Redis restart each connection idle since before fails its next command
-        # ("Connection closed by server"): a 503 that opens the breaker while Redis
-        # answers again (redis-py 8.1.0, issue 4252, fixed by PR 4260). Nothing here
-        # needs RESP3.
-        "protocol": 2,
     }
 
 

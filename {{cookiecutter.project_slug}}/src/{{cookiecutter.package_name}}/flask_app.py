@@ -38,8 +38,8 @@ def to_response(reply: Reply) -> Response:
         # sets its file's type below.
         del response.headers["Content-Type"]
     else:
-        # Type and headers given to the constructor: setting them afterwards parsed
-        # and rebuilt the header list (31 us a reply in process, 24 us this way).
+        # Type and headers given to the constructor: setting them afterwards parses
+        # and rebuilds the header list once more.
         return Response(
             json.dumps(reply.body),
             status=reply.status,

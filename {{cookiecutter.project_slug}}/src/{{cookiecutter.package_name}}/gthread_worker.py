@@ -2,16 +2,16 @@
 
 gunicorn's gthread worker accepts until it holds `worker_connections` connections,
 idle kept-alive ones included, whether or not a thread is free to serve them. Both
-settings of that one number failed under several workers while nginx kept its
-upstream connections alive (make bench, 3 workers of 4 threads on 2 CPUs):
+settings of that one number fail under several workers while nginx keeps its
+upstream connections alive (make bench; the README's Performance section):
 
 - low (2 x threads): nginx's kept-alive connections fill every worker, and a new
   one waits in the listen backlog until some connection closes, which under load
-  none does: p99 0.6-1.5 s at 32 clients, against 18 ms for sync workers;
+  none does;
 - high (gunicorn's 1000): whichever worker wakes first takes every connection a
-  burst opens and queues its requests behind its own four threads while the other
-  workers idle (30 concurrent 0.3 s requests took 1.3 s instead of 1.0 s), and as
-  nginx goes on reusing those connections, the load never spreads.
+  burst opens and queues its requests behind its own threads while the other
+  workers idle, and as nginx goes on reusing those connections, the load never
+  spreads.
 
 gunicorn has no setting for "accept only with a free thread", so this subclass
 adds it over gunicorn 27's own hooks: a worker whose threads are all busy stops

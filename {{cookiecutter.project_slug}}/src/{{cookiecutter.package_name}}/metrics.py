@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
+import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import values as _values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -105,7 +106,7 @@ CHILD_TASKS = Counter(
     registry=_REGISTRY,
 )
 # livesum: each worker sets 1 while it runs, the scrape adds up the live workers'
-# files, and the master removes a dead worker's (metrics_files.mark_dead), so the
+# files, and the master removes a dead worker's (`multiprocess.mark_process_dead`), so the
 # figure is the workers running now. "all" would keep every dead worker's 1.
 WORKERS = Gauge(
     "gunicorn_workers",
@@ -246,21 +247,13 @@ class WorkerProcesses:
 
     prometheus_client's own process collector reports only the process that
     answers the scrape, and multiprocess mode cannot add such collectors up.
-    So the answering worker reads /proc for every live worker (all run on this
-    host, as this user) at scrape time: each series is one worker's, `sum()`
-    over `pid` is the service's, and a dead worker has no series at all.
+    So the answering worker reads every live worker (all run on this host, as
+    this user) through psutil at scrape time: each series is one worker's,
+    `sum()` over `pid` is the service's, and a dead worker has no series at all.
     """
 
-    def __init__(self, pids: Callable[[], Iterable[int]], proc: str = "/proc") -> None:
+    def __init__(self, pids: Callable[[], Iterable[int]]) -> None:
         self._pids = pids
-        self._proc = proc
-
-    def _boot_time(self) -> float:
-        with open(os.path.join(self._proc, "stat"), "rb") as stat:
-            for line in stat:
-                if line.startswith(b"btime "):
-                    return float(line.split()[1])
-        raise OSError("no btime in /proc/stat")
 
     def collect(self) -> Iterator[Metric]:
         cpu = CounterMetricFamily(
@@ -277,26 +270,21 @@ class WorkerProcesses:
             "Start time of each worker, in seconds since the Unix epoch.",
             labels=["pid"],
         )
-        try:
-            boot = self._boot_time()
-        except OSError:  # no /proc: nothing to report
-            return
-        ticks = os.sysconf("SC_CLK_TCK")
-        page = os.sysconf("SC_PAGE_SIZE")
         for pid in self._pids():
-            base = os.path.join(self._proc, str(pid))
             try:
-                with open(os.path.join(base, "stat"), "rb") as f:
-                    # Fields after the command name, which is in parentheses.
-                    fields = f.read().rsplit(b")", 1)[1].split()
-                open_fds = len(os.listdir(os.path.join(base, "fd")))
-            except (OSError, IndexError):  # gone since it was listed
+                process = psutil.Process(pid)
+                with process.oneshot():
+                    times = process.cpu_times()
+                    resident = process.memory_info().rss
+                    open_fds = process.num_fds()
+                    started = process.create_time()
+            except psutil.Error:  # gone since it was listed
                 continue
             label = [str(pid)]
-            cpu.add_metric(label, (int(fields[11]) + int(fields[12])) / ticks)
-            rss.add_metric(label, int(fields[21]) * page)
+            cpu.add_metric(label, times.user + times.system)
+            rss.add_metric(label, resident)
             fds.add_metric(label, open_fds)
-            start.add_metric(label, boot + int(fields[19]) / ticks)
+            start.add_metric(label, started)
         yield from (cpu, rss, fds, start)
 
 

@@ -9,10 +9,15 @@ generic cell rate algorithm: one timestamp per client, equivalent to a bucket
 of `burst` requests refilled at `rate` a second, with no refill job and no
 read-then-write in Python.
 
-Why not a library: the `limits` package (under flask-limiter) takes the time
-from the calling host, so clock skew between hosts becomes extra budget, and it
-has no store for the embedded backend; django-ratelimit counts in Django's
-cache and serves one framework.
+Why not a library: the `limits` package (under flask-limiter) reads the calling
+host's clock only in its moving window; its fixed window and sliding window
+counter run on Redis's key expiry. But those two count in windows, not one
+bucket: a fixed window lets twice its limit through across a window's edge,
+and the sliding counter estimates the previous window's share; neither is a
+burst refilled at a steady rate, nor answers how long until the next request
+passes. And `limits` has no store for the embedded backend (its stores are
+one process's memory, Redis, memcached and MongoDB). django-ratelimit counts
+in Django's cache and serves one framework.
 """
 
 from __future__ import annotations
