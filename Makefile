@@ -20,7 +20,7 @@ COMBINATIONS = $(shell python3 -c 'import json; t = json.load(open("cookiecutter
 	print(*(f"{f}-{w}" for f, ws in t["_worker_classes_by_framework"].items() for w in ws))')
 # What tools leave behind inside the template directory; cookiecutter would
 # copy it into every generated project.
-LEFTOVERS := \( -name __pycache__ -o -name .pytest_cache -o -name .ruff_cache -o -name '*.egg-info' \)
+LEFTOVERS := \( -name __pycache__ -o -name .pytest_cache -o -name .ruff_cache -o -name .mypy_cache -o -name '*.egg-info' \)
 
 .PHONY: help test system-deps venv lint lock demo clean clean-template
 
@@ -59,15 +59,19 @@ lint: venv
 
 # For each pair: generate a project (its requirements/ are the current locks, the pins
 # to keep), run the project's own `make lock` with this venv's uv, copy the result back.
-# A pair with no locks yet starts from empty files.
+# A pair with no locks yet starts from empty files. A class the framework fixes
+# (aiohttp's) is not asked, so it is not answered.
 lock: venv clean-template
 	for combination in $(COMBINATIONS); do \
 		mkdir -p "$(LOCKS_DIR)/$$combination"; \
 		touch "$(LOCKS_DIR)/$$combination/main.txt" "$(LOCKS_DIR)/$$combination/dev.txt"; \
 		rm -rf "$(LOCK_BUILD)/$$combination"; \
-		project="$$($(PYTHON) -c 'import sys; from cookiecutter.main import cookiecutter; \
+		project="$$($(PYTHON) -c 'import json, sys; from cookiecutter.main import cookiecutter; \
+		    asked = json.load(open("cookiecutter.json"))["worker_class"]; \
+		    answers = {"framework": sys.argv[2]}; \
+		    answers.update({"worker_class": sys.argv[3]} if sys.argv[3] in asked else {}); \
 		    print(cookiecutter(".", no_input=True, default_config=True, output_dir=sys.argv[1], \
-		    extra_context={"framework": sys.argv[2], "worker_class": sys.argv[3]}))' \
+		    extra_context=answers))' \
 		    "$(LOCK_BUILD)/$$combination" "$${combination%%-*}" "$${combination#*-}")"; \
 		$(MAKE) -C "$$project" lock UV='$(CURDIR)/$(VENV)/bin/uv' UPGRADE='$(UPGRADE)'; \
 		cp "$$project/requirements/main.txt" "$$project/requirements/dev.txt" \
@@ -82,5 +86,5 @@ demo: system-deps venv clean-template
 	$(MAKE) -C "$$project" stack
 
 clean: clean-template
-	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) build .pytest_cache .ruff_cache .mypy_cache
 	find hooks tests $(LEFTOVERS) -prune -exec rm -rf {} +

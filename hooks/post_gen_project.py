@@ -140,10 +140,14 @@ DOT_ENV_SCRIPT = "scripts/dot_env.py"
 
 
 def write_dot_env(root: Path) -> int:
-    """Run the project's own writer of .env; it prints its own sentence on failure."""
+    """Run the project's own writer of .env; it prints its own sentence on failure.
+
+    Its sentences go to stderr, as the hooks' own: what cookiecutter's caller
+    prints on stdout is the project's path alone (`make lock` reads it).
+    """
     try:
         return subprocess.run(
-            [sys.executable, DOT_ENV_SCRIPT], cwd=root, timeout=60, check=False
+            [sys.executable, DOT_ENV_SCRIPT], cwd=root, timeout=60, check=False, stdout=sys.stderr
         ).returncode
     except (OSError, subprocess.TimeoutExpired) as error:
         print(f"Could not run {DOT_ENV_SCRIPT}: {error}.", file=sys.stderr)

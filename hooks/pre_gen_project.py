@@ -19,7 +19,9 @@ PROJECT_SLUG: str = ANSWERS["project_slug"]
 PACKAGE_NAME: str = ANSWERS["package_name"]
 DESCRIPTION: str = ANSWERS["description"]
 FRAMEWORK: str = ANSWERS["framework"]
-WORKER_CLASS: str = ANSWERS["worker_class"]
+# The class the project runs: the answer, or the one class its framework allows
+# (cookiecutter.json renders it; cookiecutter has no choices that depend on another).
+WORKER_CLASS: str = ANSWERS["__worker_class"]
 
 # A directory, distribution and Redis key prefix: lowercase words joined by dashes.
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")

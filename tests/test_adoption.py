@@ -108,7 +108,7 @@ def test_pre_commit_config_is_valid_and_clones_nothing(project, tmp_path):
     # Every hook is local: pre-commit would clone any other repo from its URL.
     assert [repo["repo"] for repo in config["repos"]] == ["local"]
     hooks = {hook["id"]: hook for hook in config["repos"][0]["hooks"]}
-    for wanted in ("ruff-check", "ruff-format", "hadolint", "compose-spec"):
+    for wanted in ("ruff-check", "ruff-format", "mypy", "hadolint", "compose-spec"):
         assert wanted in hooks, f"no {wanted} hook"
     assert {hook["language"] for hook in hooks.values()} == {"unsupported"}
     # Teeth: a hook without an entry is refused.

@@ -58,6 +58,7 @@ TOOL_LEFTOVERS = {
     "__pycache__",
     ".pytest_cache",
     ".ruff_cache",
+    ".mypy_cache",
     "template-options.toml",
 }
 # How gunicorn.conf.py names a worker class the answers name briefly.
@@ -109,6 +110,13 @@ def test_no_template_syntax_is_left(project):
                 if marker in checked.lower():
                     found.append(f"{relative}:{number}: {line.strip()}")
     assert not found, "template syntax left in the generated project:\n" + "\n".join(found)
+    # Jinja blocks inside the README's opening paragraph leave it whole lines: none
+    # starts with a space, and its first sentence reads on across them.
+    opening = (project.path / "README.md").read_text(encoding="utf-8").split("\n\n")[2]
+    assert not [line for line in opening.splitlines() if line.startswith(" ")], opening
+    assert "behind nginx, with everything the workers share in Redis" in " ".join(
+        opening.split()
+    ), opening
 
 
 def test_no_options_table_or_tool_leftovers(project):
@@ -157,6 +165,12 @@ def test_ruff_check_and_format_pass(project):
     for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
         result = project.run(sys.executable, "-m", "ruff", *command)
         check(result, f"ruff {command[0]}")
+
+
+def test_mypy_strict_passes(project):
+    # `make lint`'s type check, with the project's own mypy and stubs ([tool.mypy]).
+    project.install()
+    check(project.run(project.python, "-m", "mypy", "--no-incremental"), "mypy")
 
 
 @pytest.fixture(scope="module")

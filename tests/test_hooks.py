@@ -31,6 +31,7 @@ DEFAULT_ANSWERS = {
     "description": "A web service.",
     "framework": "flask",
     "worker_class": "gthread",
+    "__worker_class": "gthread",
     "include_examples": True,
     "_worker_classes_by_framework": questions()["_worker_classes_by_framework"],
 }
@@ -133,9 +134,9 @@ def run_rendered_hook(
 
 
 def test_impossible_worker_class_for_framework_is_refused(tmp_path):
-    # cookiecutter offers only valid choices today; the hook's table is what
-    # keeps a future framework's worker classes apart, so drive it directly.
-    answers = {**DEFAULT_ANSWERS, "worker_class": "aiohttp"}
+    # cookiecutter offers only valid choices, but a replay file or a hand-edited
+    # .cruft.json reaches the hook unchecked: drive it directly.
+    answers = {**DEFAULT_ANSWERS, "worker_class": "aiohttp", "__worker_class": "aiohttp"}
     result = run_rendered_hook(tmp_path, "pre_gen_project.py", answers)
     assert result.returncode == 1
     assert result.stderr.strip() == (
@@ -148,14 +149,37 @@ def test_every_refused_combination_is_refused_and_every_supported_one_passes(tmp
     # One table (cookiecutter.json's _worker_classes_by_framework) drives the hook
     # and the generation tests; what it leaves out of the choices is refused.
     for framework, worker_class in refused_combinations():
-        answers = {**DEFAULT_ANSWERS, "framework": framework, "worker_class": worker_class}
+        answers = {**DEFAULT_ANSWERS, "framework": framework, "__worker_class": worker_class}
         result = run_rendered_hook(tmp_path, "pre_gen_project.py", answers)
         assert result.returncode == 1, (framework, worker_class)
         assert f"cannot serve framework {framework!r}" in result.stderr
     for framework, worker_class in supported_combinations():
-        answers = {**DEFAULT_ANSWERS, "framework": framework, "worker_class": worker_class}
+        answers = {**DEFAULT_ANSWERS, "framework": framework, "__worker_class": worker_class}
         result = run_rendered_hook(tmp_path, "pre_gen_project.py", answers)
         assert result.returncode == 0, (framework, worker_class, result.stderr)
+
+
+def test_the_worker_class_question_offers_each_class_once_and_only_wsgi_ones():
+    # cookiecutter has no choice that depends on another (cookiecutter issue 1744):
+    # the question lists the Flask and Django classes, each once.
+    table = questions()["_worker_classes_by_framework"]
+    asked = questions()["worker_class"]
+    assert sorted(asked) == sorted(set(asked)) == sorted(set(table["flask"]) | set(table["django"]))
+
+
+def test_aiohttp_runs_its_own_worker_whatever_the_worker_class_answer(tmp_path):
+    result = run_cookiecutter(tmp_path, "framework=aiohttp", "worker_class=gevent")
+    assert result.returncode == 0, result.stderr
+    project = tmp_path / "multiworker-service"
+    config = (project / "gunicorn.conf.py").read_text(encoding="utf-8")
+    assert '_DEFAULT_WORKER_CLASS = "aiohttp.GunicornWebWorker"' in config
+    assert "gunicorn[gevent]" not in (project / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def test_a_worker_class_no_framework_is_offered_is_not_accepted(tmp_path):
+    result = run_cookiecutter(tmp_path, "framework=flask", "worker_class=aiohttp")
+    assert result.returncode != 0
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_framework_is_refused(tmp_path):

@@ -78,7 +78,9 @@ def in_a_shell(*command: str | Path, cwd: Path) -> subprocess.CompletedProcess[s
 
 def copy_template(destination: Path) -> None:
     destination.mkdir(parents=True, exist_ok=True)
-    ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info")
+    ignore = shutil.ignore_patterns(
+        "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", "*.egg-info"
+    )
     for part in TEMPLATE_PARTS:
         source = TEMPLATE_ROOT / part
         if source.is_dir():

@@ -10,10 +10,10 @@ import math
 import os
 import signal
 
-{% if cookiecutter.worker_class == "aiohttp" %}
+{% if cookiecutter.__worker_class == "aiohttp" %}
 _DEFAULT_WORKER_CLASS = "aiohttp.GunicornWebWorker"
 {% else %}
-_DEFAULT_WORKER_CLASS = "{{ cookiecutter.worker_class }}"
+_DEFAULT_WORKER_CLASS = "{{ cookiecutter.__worker_class }}"
 {% endif %}
 {% if cookiecutter.framework == "django" %}
 _DEFAULT_APP = "{{ cookiecutter.package_name }}.django_project.wsgi:application"
@@ -28,7 +28,7 @@ _DEFAULT_APP = "{{ cookiecutter.package_name }}.flask_app:create_app()"
 # limit (and its log line) comes first.
 _NGINX_READ_MARGIN_SECONDS = 30
 # Child tasks at once per usable CPU, at most, by default: each is an interpreter of
-# its own (100 at once took 1.1 GB), and more than a few per CPU only share them.
+# its own, memory included, and more than a few per CPU only share them.
 _LONG_WORK_PER_CPU = 4
 
 
@@ -109,9 +109,9 @@ workers = max(2, _requested_workers or default_workers(worker_class_name, cpus))
 threads = _env_int("GUNICORN_THREADS", 4) if worker_class_name == "gthread" else 1
 # Connections a gevent or gthread worker holds open at once, idle kept-alive ones
 # included. Never fewer than nginx may open: a worker at its limit stops accepting,
-# nginx's kept-alive connections are not closed under load, and a new one waited in
-# the listen backlog (at 2 x threads, 32 clients on 3 workers: p99 0.6-1.5 s). A
-# gthread worker with no free thread stops accepting anyway (gthread_worker.py).
+# nginx's kept-alive connections are not closed under load, and a new one waits in
+# the listen backlog. A gthread worker with no free thread stops accepting anyway
+# (gthread_worker.py).
 worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000)
 # Requests one worker serves at once, which its Redis connection pool is sized from
 # (config.py); 0 where the class sets no bound (aiohttp's accepts every connection).
@@ -140,10 +140,9 @@ graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 25)
 # idle; this serves a direct client's next request (`make run`), briefly.
 keepalive = _env_int("GUNICORN_KEEPALIVE", 2)
 # Recycle workers now and then, at staggered moments, to bound slow leaks. Each new
-# worker imports the whole app (about 0.45 s of CPU): at 1000, under load, every
-# worker was replaced every few seconds and it cost 28-40 % of throughput (make
-# bench). preload_app (a fork instead of an import) won back only 0-25 % of that,
-# and is unsafe with gevent; at 20000 the cost is within the bench's noise.
+# worker imports the whole app, a cost taken from the requests, so rarely enough
+# that make bench sees no cost (the README's Performance section has the figures);
+# preload_app (a fork instead of an import) is unsafe with gevent.
 max_requests = _env_int("GUNICORN_MAX_REQUESTS", 20000)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 2000)
 # The heartbeat file on a disk-backed /tmp can stall workers; /dev/shm is memory.
@@ -233,13 +232,17 @@ def worker_exit(server, worker):
 def child_exit(server, worker):
     # Runs in the master once a worker is gone, however it died (SIGKILL at the end
     # of the graceful timeout included): its tasks must not outlive it.
-    from {{ cookiecutter.package_name }} import children, metrics_files
+    from {{ cookiecutter.package_name }} import children
 
     ended = children.end_tasks(worker.pid)
     if ended:
         server.log.warning("Ended %s task(s) left by worker %s", ended, worker.pid)
     # Its live gauges go (it is no longer running); its counters stay in the totals.
-    metrics_files.mark_dead(worker.pid)
+    # prometheus_client loads ssl, which gunicorn's master has loaded already: a
+    # gevent worker forked later inherits nothing it would not have anyway.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def on_exit(server):
@@ -298,8 +301,8 @@ def post_worker_init(worker):
 {% if cookiecutter.framework != "aiohttp" %}
     _answer_own_errors_in_json()
 {% endif %}
-    # Counted among the running workers (gunicorn_workers) from now on. Imported
-    # here, in the worker, after gevent's patching: prometheus_client loads ssl.
+    # Counted among the running workers (gunicorn_workers) from now on: the gauge's
+    # file is this worker's, so it is set here, in the worker.
     from {{ cookiecutter.package_name }} import metrics
 
     metrics.worker_started()

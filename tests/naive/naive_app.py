@@ -42,8 +42,7 @@ import time
 
 _package = os.environ["NAIVE_PACKAGE"]
 handlers = importlib.import_module(f"{_package}.examples.handlers")
-schemas = importlib.import_module(f"{_package}.examples.schemas")
-inputs = importlib.import_module(f"{_package}.schemas")
+inputs = importlib.import_module(f"{_package}.inputs")
 runtime = importlib.import_module(f"{_package}.runtime")
 replies = importlib.import_module(f"{_package}.replies")
 processes = importlib.import_module(f"{_package}.processes")
@@ -54,7 +53,7 @@ _fences = itertools.count(1)
 
 def local_incr(call):
     name = inputs.check_name(call.params["name"])
-    body = inputs.validate(inputs.parse_json(call.body, empty_ok=True), schemas.INCREMENT)
+    body = inputs.body("incr_counter", call.body)
     _counters[name] = _counters.get(name, 0) + body.get("by", 1)
     return replies.json_reply(200, {"name": name, "value": _counters[name]})
 
@@ -66,7 +65,7 @@ def local_get(call):
 
 def unlocked_increment(call):
     name = call.params["name"]
-    body = inputs.validate(inputs.parse_json(call.body, empty_ok=True), schemas.LOCKED_INCREMENT)
+    body = inputs.body("locked_increment", call.body)
     state = runtime.current().state
     key = f"naive:{name}"
     value = int(state.get(key) or 0) + 1
@@ -80,7 +79,7 @@ def fixed_path_export(call):
 
 
 def write_to_fixed_path(call, store):
-    body = inputs.validate(inputs.parse_json(call.body), schemas.EXPORT)
+    body = inputs.body("create_export", call.body)
     store.work.mkdir(parents=True, exist_ok=True)
     fixed = store.work / "export.txt"
     export_id = os.urandom(16).hex()
@@ -144,7 +143,7 @@ async def async_local_get(call):
 
 async def async_unlocked_increment(call):
     name = call.params["name"]
-    body = inputs.validate(inputs.parse_json(call.body, empty_ok=True), schemas.LOCKED_INCREMENT)
+    body = inputs.body("locked_increment", call.body)
     state = aio_runtime().state
     key = f"naive:{name}"
     value = int(await state.get(key) or 0) + 1

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 
 from aiohttp import web, web_runner
+from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import RequestHandler
 
 from . import config, metrics, routes, runtime
@@ -73,7 +74,7 @@ def _aiohttp_path(path: str) -> str:
     return routes.PARAM.sub(r"{\1:(?:[^/%]|%(?!2[Ff]))+}", path)
 
 
-def _view(handler: Callable[[Call], Awaitable[Reply]]):
+def _view(handler: Callable[[Call], Awaitable[Reply]]) -> Handler:
     async def view(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         call = Call.of(request.match_info, body, request.headers.items(), request.remote)
@@ -88,12 +89,12 @@ def _allow(exc: web.HTTPException) -> str:
     return ", ".join(sorted(allowed | {"OPTIONS"}))
 
 
-def counted(route_of: metrics.RouteLabels):
+def counted(route_of: metrics.RouteLabels) -> Middleware:
     """Middleware that counts and times every request by route pattern (outermost,
     so it sees the answers json_errors makes of errors, 404s included)."""
 
     @web.middleware
-    async def count(request: web.Request, handler) -> web.StreamResponse:
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         status = 500
         try:
@@ -116,7 +117,7 @@ def counted(route_of: metrics.RouteLabels):
 
 
 @web.middleware
-async def json_errors(request: web.Request, handler) -> web.StreamResponse:
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error in the service's JSON shape, aiohttp's own 404, 405 and 413 included."""
     try:
         return await handler(request)
@@ -150,7 +151,13 @@ def _answer_own_errors_in_json() -> None:
     if getattr(original, "answers_json", False):
         return
 
-    def handle_error(self, request, status=500, exc=None, message=None):
+    def handle_error(
+        self: RequestHandler,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
         original(self, request, status, exc, message)  # logs; raises if already sent
         if status >= 500:
             reply = internal_error_reply()
@@ -171,15 +178,14 @@ def _settle_before_closing() -> None:
     gets its request handler a loop iteration or two later. aiohttp 3.14 marks every
     connection closing as soon as its sites stop, and one marked before its handler
     started ignores the request that then arrives: the request waits out the whole
-    shutdown timeout (seen: 8 requests hung until their clients gave up, at each
-    reload under load). So the sites stop first, those connections get
-    SETTLE_SECONDS to start, and only then does aiohttp's own cleanup close them,
-    letting every request it has read finish."""
+    shutdown timeout, or until its client gives up. So the sites stop first, those
+    connections get SETTLE_SECONDS to start, and only then does aiohttp's own
+    cleanup close them, letting every request it has read finish."""
     original = web_runner.BaseRunner.cleanup
     if getattr(original, "settles", False):
         return
 
-    async def cleanup(self) -> None:
+    async def cleanup(self: web_runner.BaseRunner) -> None:
         for site in list(self.sites):
             await site.stop()
         await asyncio.sleep(SETTLE_SECONDS)

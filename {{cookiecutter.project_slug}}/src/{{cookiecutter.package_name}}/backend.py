@@ -20,7 +20,7 @@ import redis.asyncio
 from redis.asyncio.connection import AbstractConnection as AsyncConnection
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
-from redis.connection import AbstractConnection
+from redis.connection import Connection
 from redis.retry import Retry
 
 from . import embedded
@@ -53,9 +53,11 @@ class BoundedPool(redis.BlockingConnectionPool):
     handling the pool queue's `queue.Empty`, so that one alone becomes Busy.
     """
 
-    def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+    def get_connection(self, *args: Any, **kwargs: Any) -> Connection:
         try:
-            return super().get_connection(*args, **kwargs)
+            # redis-py leaves BlockingConnectionPool.get_connection unannotated.
+            connection: Connection = super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+            return connection
         except redis.ConnectionError as exc:
             if isinstance(exc.__context__, queue.Empty):
                 raise no_free_connection() from None
@@ -68,7 +70,9 @@ class AsyncBoundedPool(redis.asyncio.BlockingConnectionPool):
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AsyncConnection:
         try:
-            return await super().get_connection(*args, **kwargs)
+            # redis-py leaves BlockingConnectionPool.get_connection unannotated.
+            connection: AsyncConnection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+            return connection
         except redis.ConnectionError as exc:
             if isinstance(exc.__cause__, TimeoutError):
                 raise no_free_connection() from None
@@ -99,7 +103,7 @@ def make_async_client(settings: Settings, connections: int | None = None) -> red
     return redis.asyncio.Redis.from_pool(pool)
 
 
-def _options(settings: Settings, connections: int | None) -> dict:
+def _options(settings: Settings, connections: int | None) -> dict[str, Any]:
     # No automatic retries (the `retry` above): re-sending INCRBY after a timeout
     # could count twice.
     return {
@@ -110,13 +114,6 @@ def _options(settings: Settings, connections: int | None) -> dict:
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_timeout,
         "health_check_interval": 15,
-        # RESP2. Under RESP3, redis-py 8's default, the asyncio pool hands out an
-        # idle connection without checking whether the server closed it, so after a
-        # Redis restart each connection idle since before fails its next command
-        # ("Connection closed by server"): a 503 that opens the breaker while Redis
-        # answers again (redis-py 8.1.0, issue 4252, fixed by PR 4260). Nothing here
-        # needs RESP3.
-        "protocol": 2,
     }
 
 

@@ -10,10 +10,11 @@ master, which outlives its workers, ends what a dead worker left (`child_exit`)
 and whatever is left when it stops itself (`on_exit`).
 
 One small file per task, named `<worker pid>.<reaper pid>`, holding the
-reaper's start time from /proc: a pid can be reused once its process is gone,
-and the start time tells a reused pid from ours. Only os, signal and ctypes are
-imported here, because the master imports this module (before a gevent worker
-patches the standard library).
+reaper's start time (psutil's `create_time`): a pid can be reused once its
+process is gone, and the start time tells a reused pid from ours. The master
+imports this module, before a gevent worker patches the standard library: psutil
+loads only modules gunicorn's master has loaded already (threading, socket) or
+that gevent patches in place (subprocess), never ssl.
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ import contextlib
 import ctypes
 import os
 import signal
+import sys
 import tempfile
 from pathlib import Path
+
+import psutil
 
 # Set by gunicorn.conf.py in the master and inherited by every worker; unset
 # (no gunicorn, e.g. unit tests) means nobody is there to clean up: no records.
 DIR_VARIABLE = "APP_CHILDREN_DIR"
 PR_SET_PDEATHSIG = 1
+# A process in these states runs nothing more: killing it changes nothing.
+_ENDED = frozenset({psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD})
 
 
 def make_dir() -> str:
@@ -46,21 +52,14 @@ def _registry() -> Path | None:
     return Path(path) if path else None
 
 
-def _fields(pid: int | str) -> list[str] | None:
-    """/proc/PID/stat from field 3 on (state, ppid, pgrp, session, ...); None if gone."""
+def _stat(pid: int) -> tuple[bool, str] | None:
+    """Whether the process has ended (a zombie), and its start time; None if gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode("ascii", "replace")
-    except OSError:
+        process = psutil.Process(pid)
+        with process.oneshot():
+            return process.status() == psutil.STATUS_ZOMBIE, repr(process.create_time())
+    except psutil.NoSuchProcess:
         return None
-    # The command name (field 2) is in parentheses and may itself contain ") ".
-    return stat[stat.rindex(")") + 2 :].split()
-
-
-def _stat(pid: int) -> tuple[str, str] | None:
-    """The process's state letter and start time (clock ticks since boot)."""
-    fields = _fields(pid)
-    return None if fields is None else (fields[0], fields[19])
 
 
 def kill_session(sid: int) -> int:
@@ -72,10 +71,12 @@ def kill_session(sid: int) -> int:
     killed = 0
     for _ in range(10):
         found = []
-        for entry in os.listdir("/proc"):
-            fields = _fields(entry) if entry.isdigit() else None
-            if fields is not None and fields[3] == str(sid) and fields[0] not in "ZX":
-                found.append(int(entry))
+        for process in psutil.process_iter(["status"]):
+            if process.info["status"] in _ENDED:
+                continue
+            with contextlib.suppress(OSError):  # gone meanwhile, or another user's
+                if os.getsid(process.pid) == sid:
+                    found.append(process.pid)
         if not found:
             break
         for pid in found:
@@ -116,7 +117,7 @@ def end_tasks(worker_pid: int | None = None) -> int:
         except (OSError, ValueError):
             continue
         reaper = _stat(pid)
-        if reaper is None or reaper == ("Z", started):
+        if reaper is None or reaper == (True, started):
             # It was killed, or it ended its task: what its session holds goes.
             if kill_session(pid):
                 ended += 1
@@ -138,8 +139,11 @@ def quit_with_master(master_pid: int) -> None:
     task, a minute later; idle, after up to half its timeout), serving on with no one
     to bound it, and holding the listening socket a new master needs. The signal
     comes when the master's thread that forked the worker ends: gunicorn forks from
-    its main thread only. Linux only, as the reaper.
+    its main thread only. Linux only, as the reaper: elsewhere (`make run` off Linux)
+    gunicorn's own look at its parent is all there is.
     """
+    if not sys.platform.startswith("linux"):
+        return
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGQUIT, 0, 0, 0) != 0:
         errno = ctypes.get_errno()

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -116,15 +117,23 @@ class Database:
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
-    def one(self, sql: str, params: tuple = ()) -> tuple | None:
+    def one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[Any, ...] | None:
         with self._guard:
-            return self._connect().execute(sql, params).fetchone()
+            row: tuple[Any, ...] | None = self._connect().execute(sql, params).fetchone()
+            return row
 
-    def all(self, sql: str, params: tuple = ()) -> list[tuple]:
+    def returning(self, sql: str, params: tuple[object, ...] = ()) -> tuple[Any, ...]:
+        """The row of a statement that always yields one (an upsert's RETURNING)."""
+        row = self.one(sql, params)
+        if row is None:
+            raise AssertionError(f"no row from {sql!r}")
+        return row
+
+    def all(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._guard:
             return self._connect().execute(sql, params).fetchall()
 
-    def changes(self, sql: str, params: tuple = ()) -> int:
+    def changes(self, sql: str, params: tuple[object, ...] = ()) -> int:
         with self._guard:
             return self._connect().execute(sql, params).rowcount
 
@@ -155,7 +164,7 @@ class SqliteState:
         self._db = db
 
     def incr(self, name: str, by: int = 1) -> int:
-        row = self._db.one(
+        row = self._db.returning(
             "INSERT INTO counters (name, value) VALUES (?, ?) "
             "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value RETURNING value",
             (name, by),
@@ -332,7 +341,7 @@ class FileLocks(Holding):
         try:
             token = new_token()
             # A first fence is the clock; later ones max(last + 1, clock): see the docstring.
-            row = self._db.one(
+            row = self._db.returning(
                 "INSERT INTO leases (name, token, fence, expires_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET token = excluded.token, "
                 "fence = MAX(fence + 1, excluded.fence), expires_at = excluded.expires_at "

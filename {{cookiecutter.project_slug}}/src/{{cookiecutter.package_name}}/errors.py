@@ -14,7 +14,7 @@ import logging
 import math
 import sqlite3
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -160,20 +160,20 @@ def unavailable_on(*errors: type[BaseException]) -> Callable[[C], C]:
     """Class decorator: `unavailable_when` around every public method, so callers
     handle one error whatever the backend."""
 
-    def wrap(method: Callable) -> Callable:
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
         operation = method.__qualname__
 
         if inspect.iscoroutinefunction(method):
             # The async twins' methods: the translation must wrap the awaiting.
             @functools.wraps(method)
-            async def translated_async(*args, **kwargs):
+            async def translated_async(*args: Any, **kwargs: Any) -> Any:
                 with unavailable_when(*errors, operation=operation):
                     return await method(*args, **kwargs)
 
             return translated_async
 
         @functools.wraps(method)
-        def translated(*args, **kwargs):
+        def translated(*args: Any, **kwargs: Any) -> Any:
             with unavailable_when(*errors, operation=operation):
                 return method(*args, **kwargs)
 

@@ -56,7 +56,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, ParamSpec, TypeVar
+from typing import Any, BinaryIO, ParamSpec, TypeVar
 
 from . import metrics
 from .embedded import Database
@@ -76,6 +76,8 @@ WORK_DIR = "work"
 # files/, and the ledger lists every export's id, which is what lets a client download it).
 LEDGER_DIR = "ledger"
 LEDGER_NAME = "exports.sqlite3"
+# Beside the ledger: the host's writers take turns on it to check and allocate space.
+ALLOCATION_LOCK_NAME = "allocation.lock"
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 DATA_NAME = "data"
 META_NAME = "meta.json"
@@ -158,7 +160,7 @@ class ExportStore:
         filename: str,
         content_type: str = "application/octet-stream",
         **extra: object,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Write `chunks` (`size` bytes in all) as a new export; return its metadata.
 
         InsufficientStorage when it would not fit the disk's reserve or the store's
@@ -203,15 +205,24 @@ class ExportStore:
             if not self.ledger.reserve(export_id, charge, self.quota):
                 raise InsufficientStorage(size)
 
-    def _write(self, workdir: Path, chunks: Iterable[bytes], size: int, fields: dict) -> dict:
+    def _write(
+        self, workdir: Path, chunks: Iterable[bytes], size: int, fields: dict[str, Any]
+    ) -> dict[str, Any]:
         """Allocate, write and publish the export; its metadata. Blocking file work
         only (it runs off gevent's hub): nothing here may take a lock of the hub's."""
-        with (
-            _allocate(workdir / DATA_NAME, size) as data,
-            _allocate(workdir / META_NAME, META_RESERVE_BYTES) as meta_file,
-        ):
-            if self._free() < self.disk_reserve:
-                raise InsufficientStorage(size)  # a racer took the disk meanwhile
+        with _allocation_turn(self.ledger.path.parent / ALLOCATION_LOCK_NAME):
+            # The host's writers check the free bytes and allocate one at a time, so
+            # two racers never both count on the same bytes (and, each seeing the
+            # other's allocation, both refuse).
+            if self._free() - size - META_RESERVE_BYTES < self.disk_reserve:
+                raise InsufficientStorage(size)
+            data = _allocate(workdir / DATA_NAME, size)
+            try:
+                meta_file = _allocate(workdir / META_NAME, META_RESERVE_BYTES)
+            except BaseException:
+                data.close()
+                raise
+        with data, meta_file:
             written, digest = _write(data, chunks, size)
             meta = {**fields, "size": written, "sha256": digest, "created": time.time()}
             _fill(meta_file, json.dumps(meta).encode())
@@ -225,11 +236,11 @@ class ExportStore:
         info = os.statvfs(self.work)
         return info.f_bavail * info.f_frsize
 
-    def get(self, export_id: str) -> dict:
+    def get(self, export_id: str) -> dict[str, Any]:
         if not ID_PATTERN.fullmatch(export_id):
             raise NotFound("export")
         try:
-            meta = json.loads((self.files / export_id / META_NAME).read_text())
+            meta: dict[str, Any] = json.loads((self.files / export_id / META_NAME).read_text())
         except (FileNotFoundError, NotADirectoryError, ValueError):
             raise NotFound("export") from None
         # Expired is gone at once, on both URLs, whether or not a sweep has run yet.
@@ -237,12 +248,12 @@ class ExportStore:
             raise NotFound("export")
         return meta
 
-    def accel_path(self, meta: dict) -> str:
+    def accel_path(self, meta: dict[str, Any]) -> str:
         """The internal URI nginx serves; built from server-side data only."""
         return f"{ACCEL_PREFIX}{meta['id']}/{DATA_NAME}"
 
-    def data_path(self, meta: dict) -> Path:
-        return self.files / meta["id"] / DATA_NAME
+    def data_path(self, meta: dict[str, Any]) -> Path:
+        return self.files / str(meta["id"]) / DATA_NAME
 
     def sweep_in_background(self) -> threading.Thread:
         """Sweep at once, then on a timer of this process's own (a daemon thread; start
@@ -453,6 +464,18 @@ def _writer_lock(workdir: Path) -> Iterator[None]:
     fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh directory: never waits
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _allocation_turn(lock_path: Path) -> Iterator[None]:
+    """This host's turn to check the free space and allocate (a blocking flock:
+    called off gevent's hub and off aiohttp's loop, as every file write here is)."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)

@@ -4,13 +4,15 @@
 shared-state backend, so a worker that cannot reach Redis is taken out of
 rotation instead of failing requests. `/metrics` is for Prometheus: the
 whole service's figures, whichever worker answers (`metrics`); nginx lets
-only the scraper's addresses read it.
+only the scraper's addresses read it. `/api/openapi.json` is the API's
+description (`openapi`).
 """
 
 from __future__ import annotations
 
 from . import metrics, runtime
 from .errors import BackendUnavailable
+from .openapi import document_bytes
 from .replies import Call, Reply, json_reply, text_reply
 
 
@@ -36,3 +38,7 @@ def readyz(call: Call) -> Reply:
 def scrape(call: Call) -> Reply:
     content, content_type = metrics.exposition()
     return text_reply(200, content, content_type)
+
+
+def openapi(call: Call) -> Reply:
+    return text_reply(200, document_bytes(), "application/json")

@@ -4,10 +4,12 @@
 that gunicorn forked independently, and a fixed lock file in /tmp is neither
 safe nor shared between hosts. This lock lives in Redis instead.
 
-Why not `redis.lock.Lock`: it keeps its token in a thread-local (another
-thread or greenlet using the same instance can release someone else's lock),
-has no fencing token, and `extend()` adds to the remaining TTL instead of
-resetting it. Here every acquisition gets its own token, a TTL is required,
+Why not `redis.lock.Lock`: with `thread_local=True`, its default, the token
+lives in the acquiring thread's local storage, so a renewal thread (`hold`'s
+watchdog) cannot see it and cannot extend the lease; with `thread_local=False`
+one token is shared by the instance, and a second thread acquiring through it
+overwrites the first one's. It has no fencing token either. Here every
+acquisition gets its own token, a TTL is required,
 release and extension compare the token inside Redis, and each acquisition
 raises a per-name fence in the same script, so data written under the lock
 (`write_fenced`) refuses a holder whose lease has passed to someone else.
@@ -62,7 +64,7 @@ import redis
 
 from . import metrics
 from .errors import BackendUnavailable, Busy, LockLost, LockTimeout, unavailable_on
-from .state import REDIS_UNAVAILABLE
+from .state import REDIS_UNAVAILABLE, as_bytes
 
 # SET NX PX and, only when that succeeded, raise the fence: one atomic step.
 # The new fence is max(last + 1, TIME in microseconds), so it keeps increasing
@@ -291,10 +293,9 @@ class Watchdog:
 class _Renewals:
     """One thread per process re-arms every lease its holders keep, each when due.
 
-    A thread of its own per hold cost a start and a join inside every critical
-    section: 20 % of contended lock throughput (`make bench`: 358 against 446
-    locked increments a second). Extensions run one at a time; a backend slow
-    to answer one would have failed the others too.
+    A thread of its own per hold would cost a start and a join inside every
+    critical section, which contended locks pay in throughput. Extensions run one
+    at a time; a backend slow to answer one would have failed the others too.
     """
 
     def __init__(self) -> None:
@@ -440,11 +441,11 @@ class RedisLocks(Holding):
         """Reset the remaining TTL to `ttl`, only while the lease still holds."""
         check_ttl(ttl)
         keys = [self._keys.owner(lease.name), self._keys.fence(lease.name)]
-        args = [lease.token, *lease_args(ttl, self._record_ttl)]
+        args: list[str | int] = [lease.token, *lease_args(ttl, self._record_ttl)]
         return bool(self._extend(keys=keys, args=args))
 
     def read_fenced(self, name: str, key: str) -> bytes | None:
-        return self._redis.get(self._keys.data(name, key))
+        return as_bytes(self._redis.get(self._keys.data(name, key)))
 
     def write_fenced(self, lease: Lease, key: str, value: bytes | str) -> None:
         name = lease.name

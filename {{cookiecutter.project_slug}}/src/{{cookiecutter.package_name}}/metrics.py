@@ -18,11 +18,18 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
+import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import values as _values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from _typeshed import OptExcInfo
 
 from . import metrics_files
 
@@ -99,7 +106,7 @@ CHILD_TASKS = Counter(
     registry=_REGISTRY,
 )
 # livesum: each worker sets 1 while it runs, the scrape adds up the live workers'
-# files, and the master removes a dead worker's (metrics_files.mark_dead), so the
+# files, and the master removes a dead worker's (`multiprocess.mark_process_dead`), so the
 # figure is the workers running now. "all" would keep every dead worker's 1.
 WORKERS = Gauge(
     "gunicorn_workers",
@@ -214,16 +221,18 @@ class InstrumentedWSGI:
     answer finds it counted at its next scrape.
     """
 
-    def __init__(self, app: Callable, patterns: Iterable[str]) -> None:
+    def __init__(self, app: WSGIApplication, patterns: Iterable[str]) -> None:
         self.app = app
         self.route_of = RouteLabels(patterns)
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         # gunicorn answers 500 if the application raises before it starts a response.
         status = 500
 
-        def start(status_line: str, headers: list, exc_info=None):
+        def start(
+            status_line: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+        ) -> Callable[[bytes], object]:
             nonlocal status
             status = int(status_line[:3])
             return start_response(status_line, headers, exc_info)
@@ -247,21 +256,13 @@ class WorkerProcesses:
 
     prometheus_client's own process collector reports only the process that
     answers the scrape, and multiprocess mode cannot add such collectors up.
-    So the answering worker reads /proc for every live worker (all run on this
-    host, as this user) at scrape time: each series is one worker's, `sum()`
-    over `pid` is the service's, and a dead worker has no series at all.
+    So the answering worker reads every live worker (all run on this host, as
+    this user) through psutil at scrape time: each series is one worker's,
+    `sum()` over `pid` is the service's, and a dead worker has no series at all.
     """
 
-    def __init__(self, pids: Callable[[], Iterable[int]], proc: str = "/proc") -> None:
+    def __init__(self, pids: Callable[[], Iterable[int]]) -> None:
         self._pids = pids
-        self._proc = proc
-
-    def _boot_time(self) -> float:
-        with open(os.path.join(self._proc, "stat"), "rb") as stat:
-            for line in stat:
-                if line.startswith(b"btime "):
-                    return float(line.split()[1])
-        raise OSError("no btime in /proc/stat")
 
     def collect(self) -> Iterator[Metric]:
         cpu = CounterMetricFamily(
@@ -278,26 +279,21 @@ class WorkerProcesses:
             "Start time of each worker, in seconds since the Unix epoch.",
             labels=["pid"],
         )
-        try:
-            boot = self._boot_time()
-        except OSError:  # no /proc: nothing to report
-            return
-        ticks = os.sysconf("SC_CLK_TCK")
-        page = os.sysconf("SC_PAGE_SIZE")
         for pid in self._pids():
-            base = os.path.join(self._proc, str(pid))
             try:
-                with open(os.path.join(base, "stat"), "rb") as f:
-                    # Fields after the command name, which is in parentheses.
-                    fields = f.read().rsplit(b")", 1)[1].split()
-                open_fds = len(os.listdir(os.path.join(base, "fd")))
-            except (OSError, IndexError):  # gone since it was listed
+                process = psutil.Process(pid)
+                with process.oneshot():
+                    times = process.cpu_times()
+                    resident = process.memory_info().rss
+                    open_fds = process.num_fds()
+                    started = process.create_time()
+            except psutil.Error:  # gone since it was listed
                 continue
             label = [str(pid)]
-            cpu.add_metric(label, (int(fields[11]) + int(fields[12])) / ticks)
-            rss.add_metric(label, int(fields[21]) * page)
+            cpu.add_metric(label, times.user + times.system)
+            rss.add_metric(label, resident)
             fds.add_metric(label, open_fds)
-            start.add_metric(label, boot + int(fields[19]) / ticks)
+            start.add_metric(label, started)
         yield from (cpu, rss, fds, start)
 
 
@@ -324,7 +320,9 @@ class SettledFiles(MultiProcessCollector):
             with contextlib.suppress(FileNotFoundError):
                 if entry.name.endswith(".db") and entry.stat().st_size >= _HEADER_BYTES:
                     files.append(entry.path)
-        return self.merge(files, accumulate=True)
+        # prometheus_client leaves MultiProcessCollector unannotated.
+        merged: Iterable[Metric] = self.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
 
 
 def _this_process() -> list[int]:
@@ -342,7 +340,7 @@ def registry() -> CollectorRegistry:
     scraped = CollectorRegistry()
     # A fresh registry per scrape, as prometheus_client's docs say: the metrics
     # above must not be registered in it, or they would be counted twice.
-    SettledFiles(scraped, path=directory)
+    SettledFiles(scraped, path=directory)  # type: ignore[no-untyped-call]  # as merge above
     scraped.register(WorkerProcesses(lambda: metrics_files.live_pids(directory)))
     return scraped
 
@@ -350,7 +348,7 @@ def registry() -> CollectorRegistry:
 class _Own:
     """This module's metrics as one collector (single-process mode only)."""
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterable[Metric]:
         return _REGISTRY.collect()
 
 

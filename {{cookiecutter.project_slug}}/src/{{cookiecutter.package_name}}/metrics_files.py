@@ -6,11 +6,8 @@ files of its own in PROMETHEUS_MULTIPROC_DIR, and `/metrics` add them all up
 of the service (a previous run's files would be counted again), before any
 worker forks, and if a dead worker's live gauges go with it while its
 counters stay (a recycled worker's requests still happened). The master does
-both, from `gunicorn.conf.py`'s `on_starting` and `child_exit`.
-
-Only the standard library here: the master imports this module, and
-prometheus_client imports `ssl`, which a gevent worker must patch before
-anything loads it (the master's modules are every later worker's).
+both, from `gunicorn.conf.py`'s `on_starting` and `child_exit` (the latter with
+prometheus_client's own `multiprocess.mark_process_dead`).
 """
 
 from __future__ import annotations
@@ -24,10 +21,6 @@ from pathlib import Path
 
 # prometheus_client's own variable: it decides at import whether values go to files.
 DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-# The gauge modes whose values belong to a live process: their files are named
-# gauge_<mode>_<pid>.db, and prometheus_client's `multiprocess.mark_process_dead`
-# removes exactly these (a unit test holds the two equal).
-LIVE_MODES = ("liveall", "livemax", "livemin", "livemostrecent", "livesum")
 # prometheus_client's files: <kind>_<pid>.db or gauge_<mode>_<pid>.db.
 _VALUE_FILE = "*.db"
 _LIVE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
@@ -69,20 +62,6 @@ def prepare() -> Path:
         _made = path
     os.environ[DIR_VARIABLE] = str(path)
     return path
-
-
-def mark_dead(pid: int, directory: str | Path | None = None) -> None:
-    """In the master, once worker `pid` is gone: its live gauges go, its counters stay.
-
-    What `prometheus_client.multiprocess.mark_process_dead` does, without
-    importing prometheus_client into the master (see the module docstring).
-    """
-    directory = directory or os.environ.get(DIR_VARIABLE, "")
-    if not directory:
-        return
-    for mode in LIVE_MODES:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(directory, f"gauge_{mode}_{pid}.db"))
 
 
 def live_pids(directory: str | Path) -> list[int]:

@@ -31,6 +31,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 from . import children, metrics
 
@@ -50,7 +51,7 @@ class Completed:
     stdout: str
     duration_ms: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -76,7 +77,16 @@ def reaped(argv: list[str]) -> list[str]:
 # captured, stderr dropped, our environment only, no inherited descriptors, and a
 # new session, which all the task starts shares unless it leaves it, so that what a
 # killed reaper left can still be found.
-POPEN_OPTIONS = {
+class PopenOptions(TypedDict):
+    stdin: int
+    stdout: int
+    stderr: int
+    env: dict[str, str]
+    start_new_session: bool
+    close_fds: bool
+
+
+POPEN_OPTIONS: PopenOptions = {
     "stdin": subprocess.DEVNULL,
     "stdout": subprocess.PIPE,
     "stderr": subprocess.DEVNULL,
@@ -93,7 +103,7 @@ def run(argv: list[str], timeout: float) -> Completed:
     # gevent's communicate, its reader still blocked, refuses.
     read_end, write_end = os.pipe()
     try:
-        proc = subprocess.Popen(reaped(argv), **{**POPEN_OPTIONS, "stdout": write_end})
+        proc = subprocess.Popen(reaped(argv), **(POPEN_OPTIONS | {"stdout": write_end}))
     finally:
         os.close(write_end)
     children.note(proc.pid)

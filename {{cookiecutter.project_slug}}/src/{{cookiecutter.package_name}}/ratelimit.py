@@ -9,10 +9,15 @@ generic cell rate algorithm: one timestamp per client, equivalent to a bucket
 of `burst` requests refilled at `rate` a second, with no refill job and no
 read-then-write in Python.
 
-Why not a library: the `limits` package (under flask-limiter) takes the time
-from the calling host, so clock skew between hosts becomes extra budget, and it
-has no store for the embedded backend; django-ratelimit counts in Django's
-cache and serves one framework.
+Why not a library: the `limits` package (under flask-limiter) reads the calling
+host's clock only in its moving window; its fixed window and sliding window
+counter run on Redis's key expiry. But those two count in windows, not one
+bucket: a fixed window lets twice its limit through across a window's edge,
+and the sliding counter estimates the previous window's share; neither is a
+burst refilled at a steady rate, nor answers how long until the next request
+passes. And `limits` has no store for the embedded backend (its stores are
+one process's memory, Redis, memcached and MongoDB). django-ratelimit counts
+in Django's cache and serves one framework.
 """
 
 from __future__ import annotations
@@ -148,8 +153,7 @@ class SqliteRateLimiter:
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_EVERY_SECONDS
             self._db.changes(_SQLITE_SWEEP)
-        row = self._db.one(_SQLITE_ADMIT, (key, self._interval, self._burst))
-        admitted, wait = row
+        admitted, wait = self._db.returning(_SQLITE_ADMIT, (key, self._interval, self._burst))
         return 0.0 if admitted else max(float(wait), 0.0)
 
 

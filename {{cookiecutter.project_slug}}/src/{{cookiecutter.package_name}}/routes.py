@@ -1,9 +1,10 @@
 """Every route of the service, once, for every framework.
 
 A route is a method, a path pattern in `{param}` syntax and a handler that
-takes a `Call` and returns a `Reply`, with what the API's description says of
-it. Each adapter mounts this table in its framework's own routing, so the
-three frameworks cannot drift apart, and `openapi.py` describes it.
+takes a `Call` and returns a `Reply`; the handler's name is the operationId
+that the API's description (`openapi.yaml`) gives it. Each adapter mounts this
+table in its framework's own routing, so the three frameworks cannot drift
+apart.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import health, openapi
+from . import health
 {% if cookiecutter.include_examples %}
 from .examples import routes as example_routes
-from .examples.schemas import OPERATIONS as EXAMPLE_OPERATIONS
 {% endif %}
-from .openapi import Operation
 from .replies import Call, Reply
 
 PARAM = re.compile(r"\{(\w+)\}")
@@ -28,8 +27,6 @@ class Route:
     method: str
     path: str
     handler: Callable[[Call], Reply]
-    # What the API's description (openapi.py) says of it.
-    operation: Operation | None = None
 
     @property
     def name(self) -> str:
@@ -40,15 +37,12 @@ class Route:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/healthz", health.healthz, openapi.HEALTHZ),
-    Route("GET", "/readyz", health.readyz, openapi.READYZ),
-    Route("GET", "/api/openapi.json", openapi.openapi, openapi.OPENAPI),
-    Route("GET", "/metrics", health.scrape, openapi.METRICS),
+    Route("GET", "/healthz", health.healthz),
+    Route("GET", "/readyz", health.readyz),
+    Route("GET", "/api/openapi.json", health.openapi),
+    Route("GET", "/metrics", health.scrape),
 {% if cookiecutter.include_examples %}
-    *(
-        Route(method, path, handler, EXAMPLE_OPERATIONS[handler.__name__])
-        for method, path, handler in example_routes.ROUTES
-    ),
+    *(Route(method, path, handler) for method, path, handler in example_routes.ROUTES),
 {% endif %}
 )
 

@@ -56,6 +56,12 @@ return value
 """
 
 
+def as_bytes(raw: bytes | str | None) -> bytes | None:
+    """A GET's reply as the bytes stored: redis-py types it `bytes | str | None` for
+    any client, and only one made with decode_responses=True (none here) answers str."""
+    return raw.encode() if isinstance(raw, str) else raw
+
+
 class StateKeys:
     """Every Redis key of the state, for the sync and the async twin alike."""
 
@@ -174,7 +180,7 @@ class RedisState:
         return bool(self._redis.set(self._keys.kv(key), value, px=px, nx=True))
 
     def get(self, key: str) -> bytes | None:
-        return self._redis.get(self._keys.kv(key))
+        return as_bytes(self._redis.get(self._keys.kv(key)))
 
     def ping(self) -> None:
         self._redis.ping()

@@ -7,6 +7,7 @@ app directly, so the contract table below runs in seconds on every adapter.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +34,11 @@ os.environ.update(
     DJANGO_ALLOWED_HOSTS="testserver",
 )
 {% endif %}
+# What every framework answers of itself on each route: HEAD with GET, and OPTIONS.
+IMPLICIT = {"HEAD", "OPTIONS"}
+# A route's path in the description's syntax: Flask's "<name>", aiohttp's
+# "{name}" and Django's "<str:name>" all become "{name}".
+PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
 @dataclass
@@ -65,6 +71,26 @@ def call() -> Iterator:
         return Answer(response.status_code, {k.lower(): v for k, v in response.items()}, content)
 
     yield send
+
+
+@pytest.fixture(scope="session")
+def mounted(call) -> set[tuple[str, str]]:
+    """(method, path) of every route Django's URLconf serves. A view takes every
+    method and answers OPTIONS with what it serves, so the methods come from that."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    def walk(patterns, prefix: str) -> Iterator[str]:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            elif isinstance(pattern, URLPattern):
+                yield "/" + PARAMETER.sub(r"{\1}", prefix + str(pattern.pattern))
+
+    routes = set()
+    for path in walk(get_resolver().url_patterns, ""):
+        allow = call("OPTIONS", re.sub(r"\{\w+\}", "x", path)).headers["allow"]
+        routes |= {(m.strip(), path) for m in allow.split(",") if m.strip() not in IMPLICIT}
+    return routes
 {% elif cookiecutter.framework == "aiohttp" %}
 @pytest.fixture(scope="session")
 def call() -> Iterator:
@@ -96,6 +122,21 @@ def call() -> Iterator:
 
         yield send
         loop.run(client.close())
+
+
+@pytest.fixture(scope="session")
+def mounted() -> set[tuple[str, str]]:
+    """(method, path) of every route in the app's router."""
+    import asyncio
+
+    from {{ cookiecutter.package_name }}.aiohttp_app import create_app
+
+    app = asyncio.run(create_app())
+    return {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None and route.method not in IMPLICIT
+    }
 {% else %}
 @pytest.fixture(scope="session")
 def call() -> Iterator:
@@ -112,4 +153,17 @@ def call() -> Iterator:
         return Answer(response.status_code, headers_, response.get_data())
 
     yield send
+
+
+@pytest.fixture(scope="session")
+def mounted() -> set[tuple[str, str]]:
+    """(method, path) of every rule in the app's URL map."""
+    from {{ cookiecutter.package_name }}.flask_app import app
+
+    return {
+        (method, PARAMETER.sub(r"{\1}", rule.rule))
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods or ()
+        if method not in IMPLICIT
+    }
 {% endif %}

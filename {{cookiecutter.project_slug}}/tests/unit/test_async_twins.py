@@ -735,7 +735,7 @@ def test_the_workers_breaker_serves_the_async_twins(redis_server) -> None:
 def test_no_pooled_connection_fails_once_a_restarted_redis_answers(redis_servers) -> None:
     """Redis killed and restarted: the connections the worker's pool kept from before
     are replaced, not handed out dead (each would be a 503 that opens the breaker
-    while Redis answers; redis-py 8's default, RESP3, skipped that check)."""
+    while Redis answers; under RESP3, its default, redis-py before 8.2 skipped that check)."""
     server = redis_servers("redis")
     calls = 5
 

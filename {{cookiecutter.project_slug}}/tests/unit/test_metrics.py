@@ -77,11 +77,7 @@ def test_child_task_outcomes() -> None:
         assert metrics.CHILD_TASKS.labels(outcome)._value.get() == before + 1
 
 
-def test_the_live_gauge_modes_are_prometheus_clients() -> None:
-    assert set(metrics_files.LIVE_MODES) == set(multiprocess._LIVE_GAUGE_MULTIPROCESS_MODES)
-
-
-def test_mark_dead_removes_what_prometheus_client_removes(tmp_path: Path) -> None:
+def test_live_pids_are_the_workers_prometheus_client_has_not_marked_dead(tmp_path: Path) -> None:
     names = [
         *(
             f"gauge_{mode}_{pid}.db"
@@ -93,16 +89,12 @@ def test_mark_dead_removes_what_prometheus_client_removes(tmp_path: Path) -> Non
         "gauge_livemostrecent_7.db",
         "gauge_livesum_77.db",
     ]
-    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
-    for directory in (ours, theirs):
-        directory.mkdir()
-        for name in names:
-            (directory / name).touch()
-    metrics_files.mark_dead(7, ours)
-    multiprocess.mark_process_dead(7, path=str(theirs))
-    assert sorted(os.listdir(ours)) == sorted(os.listdir(theirs))
-    assert "counter_7.db" in os.listdir(ours), "a dead worker's counts must stay"
-    assert metrics_files.live_pids(ours) == [8, 77]
+    for name in names:
+        (tmp_path / name).touch()
+    assert metrics_files.live_pids(tmp_path) == [7, 8, 77]
+    multiprocess.mark_process_dead(7, path=str(tmp_path))
+    assert "counter_7.db" in os.listdir(tmp_path), "a dead worker's counts must stay"
+    assert metrics_files.live_pids(tmp_path) == [8, 77]
 
 
 def test_prepare_empties_a_configured_directory(tmp_path: Path, monkeypatch) -> None:
@@ -176,7 +168,7 @@ def test_processes_add_up_and_a_dead_ones_gauge_goes(tmp_path: Path) -> None:
         run_python(WORKER, env, str(count))
     pids = metrics_files.live_pids(tmp_path)
     assert len(pids) == len(counts)
-    metrics_files.mark_dead(pids[0], tmp_path)
+    multiprocess.mark_process_dead(pids[0], path=str(tmp_path))
 
     text = run_python(SCRAPER, env)
     found = {

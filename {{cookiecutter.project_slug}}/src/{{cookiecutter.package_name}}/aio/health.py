@@ -22,6 +22,11 @@ async def readyz(call: Call) -> Reply:
     return health.READY
 
 
+async def openapi(call: Call) -> Reply:
+    # Bytes encoded once per process: nothing to wait for.
+    return health.openapi(call)
+
+
 async def scrape(call: Call) -> Reply:
     # It reads every worker's files: off the loop, and not on the files pool, where
     # it would wait behind export writes (a scrape has its own timeout).

@@ -37,7 +37,7 @@ from ..locks import (
     renewal_period,
     waiting_counted,
 )
-from ..state import REDIS_UNAVAILABLE
+from ..state import REDIS_UNAVAILABLE, as_bytes
 from .offload import Offload
 
 log = logging.getLogger(__name__)
@@ -101,10 +101,9 @@ class AsyncWatchdog:
 
     A timer, not a task per hold: a hold shorter than ttl/3 (nearly all) costs one
     `call_later` and its cancel, and its release follows at once. A task awaited
-    at the end of every hold kept the lock held for two more turns of the loop,
-    each running every other ready callback first: with 50 busy tasks on the loop,
-    start and stop took 733 us against 4 us now, and contended locked increments
-    ran at 0.57x redis-py's `Lock` (make bench). An extension under way is
+    at the end of every hold would keep the lock held for two more turns of the
+    loop, each running every other ready callback first, which contended locks
+    pay in throughput. An extension under way is
     awaited by `stop`, never cancelled, so it finishes instead of being cut off
     mid-command.
     """
@@ -196,11 +195,11 @@ class AsyncRedisLocks(AsyncHolding):
         """Reset the remaining TTL to `ttl`, only while the lease still holds."""
         check_ttl(ttl)
         keys = [self._keys.owner(lease.name), self._keys.fence(lease.name)]
-        args = [lease.token, *lease_args(ttl, self._record_ttl)]
+        args: list[str | int] = [lease.token, *lease_args(ttl, self._record_ttl)]
         return bool(await self._extend(keys=keys, args=args))
 
     async def read_fenced(self, name: str, key: str) -> bytes | None:
-        return await self._redis.get(self._keys.data(name, key))
+        return as_bytes(await self._redis.get(self._keys.data(name, key)))
 
     async def write_fenced(self, lease: Lease, key: str, value: bytes | str) -> None:
         name = lease.name
@@ -230,7 +229,7 @@ class OffloadedLocks(AsyncHolding):
             attempt.add_done_callback(self._give_back)
             raise
 
-    def _give_back(self, attempt: asyncio.Future) -> None:
+    def _give_back(self, attempt: asyncio.Future[Lease | None]) -> None:
         if not attempt.cancelled() and attempt.exception() is None and attempt.result():
             self._offload.submit(self._locks.release, attempt.result())
 

@@ -39,7 +39,7 @@ class Offload:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
-    def submit(self, fn: Callable[..., object], *args: object) -> Future:
+    def submit(self, fn: Callable[..., object], *args: object) -> Future[object]:
         """Run a blocking call on this pool without awaiting it (clean-up nobody waits for)."""
         return self._executor.submit(fn, *args)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 
-from .. import openapi
 {% if cookiecutter.include_examples %}
 from ..examples import aio_handlers
 {% endif %}
@@ -22,22 +21,10 @@ from . import health, runtime
 
 AsyncHandler = Callable[[Call], Awaitable[Reply]]
 
-
-def inline(handler):
-    """A sync handler that touches no disk, network or child (it builds a reply
-    from memory): safe to run on the loop as it is."""
-
-    async def on_loop(call: Call) -> Reply:
-        return handler(call)
-
-    on_loop.__name__ = handler.__name__
-    return on_loop
-
-
 TWINS: dict[str, AsyncHandler] = {
     "healthz": health.healthz,
     "readyz": health.readyz,
-    "openapi": inline(openapi.openapi),
+    "openapi": health.openapi,
     "scrape": health.scrape,
 {% if cookiecutter.include_examples %}
     **aio_handlers.TWINS,

@@ -13,6 +13,7 @@ from ..state import (
     REDIS_UNAVAILABLE,
     State,
     StateKeys,
+    as_bytes,
     bound_request,
     ttl_ms,
 )
@@ -65,7 +66,7 @@ class AsyncRedisState:
         return bool(await self._redis.set(self._keys.kv(key), value, px=px, nx=True))
 
     async def get(self, key: str) -> bytes | None:
-        return await self._redis.get(self._keys.kv(key))
+        return as_bytes(await self._redis.get(self._keys.kv(key)))
 
     async def ping(self) -> None:
         await self._redis.ping()

@@ -103,7 +103,7 @@ class SQLiteCache(BaseCache):
         # Django's convention: None never expires; 0 or less expires at once.
         return self.get_backend_timeout(timeout)
 
-    def _write(self, key: str, statement: str, params: tuple) -> int:
+    def _write(self, key: str, statement: str, params: tuple[object, ...]) -> int:
         """A write that may add `key`'s row, after making room for it.
 
         The count, the cull and the write are one IMMEDIATE transaction: workers
@@ -137,7 +137,13 @@ class SQLiteCache(BaseCache):
                 (cull,),
             )
 
-    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None) -> bool:
+    def add(
+        self,
+        key: str,
+        value: Any,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> bool:
         key = self.make_and_validate_key(key, version=version)
         # An expired row counts as absent and is replaced in the same statement.
         added = self._write(
@@ -150,7 +156,7 @@ class SQLiteCache(BaseCache):
         )
         return added == 1
 
-    def get(self, key, default=None, version=None) -> Any:
+    def get(self, key: str, default: Any = None, version: int | None = None) -> Any:
         key = self.make_and_validate_key(key, version=version)
         # A row is live while it has no expiry or its expiry is still ahead.
         row = self._db.one(
@@ -161,7 +167,13 @@ class SQLiteCache(BaseCache):
         )
         return default if row is None else _decode(row[0])
 
-    def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None) -> None:
+    def set(
+        self,
+        key: str,
+        value: Any,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> None:
         key = self.make_and_validate_key(key, version=version)
         self._write(
             key,
@@ -171,7 +183,9 @@ class SQLiteCache(BaseCache):
             (key, _encode(value), self._expiry(timeout)),
         )
 
-    def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None) -> bool:
+    def touch(
+        self, key: str, timeout: float | None = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
         key = self.make_and_validate_key(key, version=version)
         touched = self._db.changes(
             self._sql(
@@ -182,11 +196,11 @@ class SQLiteCache(BaseCache):
         )
         return touched == 1
 
-    def delete(self, key, version=None) -> bool:
+    def delete(self, key: str, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
         return self._db.changes(self._sql("DELETE FROM {table} WHERE key = ?"), (key,)) == 1
 
-    def incr(self, key, delta=1, version=None) -> int:
+    def incr(self, key: str, delta: int = 1, version: int | None = None) -> int:
         """One UPDATE ... RETURNING: atomic whichever worker runs it."""
         key = self.make_and_validate_key(key, version=version)
         now = time.time()
@@ -224,7 +238,7 @@ class SQLiteStateCache(SQLiteCache):
 
     table = "django_state"
 
-    def _write(self, key: str, statement: str, params: tuple) -> int:
+    def _write(self, key: str, statement: str, params: tuple[object, ...]) -> int:
         # One statement, atomic by itself: nothing to count, nothing to cull.
         changed = self._db.changes(self._sql(statement), params)
         if random.randrange(_SWEEP_EVERY) == 0:  # noqa: S311 (not security)
@@ -232,7 +246,7 @@ class SQLiteStateCache(SQLiteCache):
         return changed
 
 
-class SharedRedisCache(RedisCache):
+class SharedRedisCache(RedisCache):  # type: ignore[misc]  # django-redis ships no types
     """django-redis, but `clear()` deletes this cache's keys only.
 
     django-redis's `clear()` is FLUSHDB, which would also wipe the locks and

@@ -14,6 +14,10 @@ gunicorn's on_starting runs) refuses such a configuration.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import Error, Tags, register
 
@@ -52,7 +56,9 @@ def _not_shared(alias: str) -> str | None:
 
 
 @register(Tags.caches)
-def check_shared_state(app_configs=None, **kwargs) -> list[Error]:
+def check_shared_state(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[Error]:
     if settings.DEBUG:
         return []
     errors = []
@@ -103,7 +109,9 @@ def check_shared_state(app_configs=None, **kwargs) -> list[Error]:
 
 
 @register(Tags.caches)
-def check_cache_bounds(app_configs=None, **kwargs) -> list[Error]:
+def check_cache_bounds(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[Error]:
     errors = []
     for alias, options in settings.CACHES.items():
         reason = NEVER_CULLED.get(options.get("BACKEND", ""))

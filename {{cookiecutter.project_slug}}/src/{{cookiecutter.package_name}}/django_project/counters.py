@@ -31,10 +31,10 @@ from .. import runtime
 from ..breaker import Breaker
 from ..embedded import SQLITE_UNAVAILABLE
 from ..errors import IdempotencyKeyReused, unavailable_when
-from ..examples import schemas
 from ..examples.handlers import idempotency_key
+from ..inputs import body as request_body
+from ..inputs import check_name
 from ..replies import Call, Reply, json_reply
-from ..schemas import check_name, parse_json, validate
 from ..state import REDIS_UNAVAILABLE, IncrOnce
 from .cache import SQLiteStateCache
 
@@ -116,7 +116,7 @@ def _sqlite_incr_once(cache: SQLiteStateCache, name: str, by: int, key: str, ttl
 
 def incr_counter(call: Call) -> Reply:
     name = check_name(call.params["name"])
-    body = validate(parse_json(call.body, empty_ok=True), schemas.INCREMENT)
+    body = request_body("incr_counter", call.body)
     by, key = int(body.get("by", 1)), idempotency_key(call)
     operation = "cache.incr" if key is None else "cache.incr_once"
     with _guarded(operation), unavailable_when(*CACHE_UNAVAILABLE, operation=operation):

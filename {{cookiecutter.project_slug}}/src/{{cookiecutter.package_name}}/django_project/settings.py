@@ -103,7 +103,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "django.sqlite3",
+            "NAME": str(DATA_DIR / "django.sqlite3"),
             "CONN_MAX_AGE": CONN_MAX_AGE,
             "OPTIONS": {
                 "init_command": (

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import URLPattern, path
 from django.views.decorators.csrf import csrf_exempt
 
@@ -24,9 +24,10 @@ Handler = Callable[[Call], Reply]
 log = logging.getLogger(__name__)
 
 
-def to_response(reply: Reply) -> HttpResponse:
+def to_response(reply: Reply) -> HttpResponseBase:
     """The one place a `Reply` becomes a Django response."""
     content_type = reply.headers.get("Content-Type")
+    response: HttpResponseBase
     if reply.file is not None:
         response = FileResponse(
             open(reply.file, "rb"),  # noqa: SIM115 (FileResponse closes it)
@@ -48,7 +49,7 @@ def to_response(reply: Reply) -> HttpResponse:
     return response
 
 
-def _answer(handler: Handler, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+def _answer(handler: Handler, request: HttpRequest, params: dict[str, str]) -> HttpResponseBase:
     try:
         body = request.body
     except RequestDataTooBig:
@@ -64,7 +65,7 @@ def _answer(handler: Handler, request: HttpRequest, params: dict[str, str]) -> H
         return to_response(internal_error_reply())
 
 
-def _view(methods: Mapping[str, Handler]) -> Callable[..., HttpResponse]:
+def _view(methods: Mapping[str, Handler]) -> Callable[..., HttpResponseBase]:
     """One view per path, dispatching by method; OPTIONS gets 204 with Allow (as
     Flask's adapter answers it), other methods 405 with Allow."""
     if "GET" in methods:
@@ -73,7 +74,7 @@ def _view(methods: Mapping[str, Handler]) -> Callable[..., HttpResponse]:
 
     # The API takes no cookies, so there is no session for a forged request to ride.
     @csrf_exempt
-    def view(request: HttpRequest, **params: str) -> HttpResponse:
+    def view(request: HttpRequest, **params: str) -> HttpResponseBase:
         if request.method == "OPTIONS":
             return to_response(Reply(204, None, {"Allow": allow}))
         handler = methods.get(request.method or "")
@@ -105,17 +106,17 @@ def urlpatterns(replacements: Mapping[str, Handler]) -> list[URLPattern]:
 
 # Django's own refusals (no route, a disallowed Host, a crash outside a view) in
 # the service's JSON error shape; urls.py names these as handler400 and friends.
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponseBase:
     return to_response(status_reply(400, "The request cannot be served as sent."))
 
 
-def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponseBase:
     return to_response(status_reply(403, "This resource cannot be read."))
 
 
-def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponseBase:
     return to_response(status_reply(404, "No such resource."))
 
 
-def server_error(request: HttpRequest) -> HttpResponse:
+def server_error(request: HttpRequest) -> HttpResponseBase:
     return to_response(internal_error_reply())

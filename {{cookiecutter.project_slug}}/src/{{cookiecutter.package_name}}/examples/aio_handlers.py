@@ -13,8 +13,8 @@ import asyncio
 
 from ..aio import processes
 from ..aio import runtime as aio_runtime
+from ..inputs import check_name
 from ..replies import Call, Reply
-from ..schemas import check_name
 from . import handlers
 from .handlers import (
     GUARDED_KEY,

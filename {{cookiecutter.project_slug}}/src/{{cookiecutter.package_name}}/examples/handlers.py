@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import socket
 import time
+from typing import Any
 
-from .. import FRAMEWORK, processes, runtime
-from ..errors import InvalidInput
+from .. import FRAMEWORK, inputs, processes, runtime
+from ..config import Settings
+from ..exports import ExportStore
+from ..inputs import check_name
 from ..replies import Call, Reply, download_reply, json_reply
-from ..schemas import NAME_PATTERN, check_name, parse_json, validate
-from . import counting, schemas, tasks
+from . import counting, tasks
 from . import exports as example_exports
 
 LONG_WORK = tasks.LONG_WORK
@@ -45,19 +47,13 @@ def worker(call: Call) -> Reply:
 
 def idempotency_key(call: Call) -> str | None:
     """The request's Idempotency-Key, checked (the same rule as a name); None if absent."""
-    key = call.header("Idempotency-Key")
-    if key is not None and not NAME_PATTERN.fullmatch(key):
-        raise InvalidInput(
-            "invalid_idempotency_key",
-            "An Idempotency-Key is 1 to 64 characters of A-Z a-z 0-9 _ . -",
-        )
-    return key
+    return inputs.check_idempotency_key(call.header("Idempotency-Key"))
 
 
 def increment_request(call: Call) -> tuple[str, int, str | None]:
     """(counter name, by, Idempotency-Key or None)."""
     name = check_name(call.params["name"])
-    body = validate(parse_json(call.body, empty_ok=True), schemas.INCREMENT)
+    body = inputs.body("incr_counter", call.body)
     return name, int(body.get("by", 1)), idempotency_key(call)
 
 
@@ -68,7 +64,7 @@ def counter_reply(name: str, value: int) -> Reply:
 def locked_increment_request(call: Call) -> tuple[str, float]:
     """(lock name, seconds to hold it)."""
     name = check_name(call.params["name"])
-    body = validate(parse_json(call.body, empty_ok=True), schemas.LOCKED_INCREMENT)
+    body = inputs.body("locked_increment", call.body)
     return name, int(body.get("hold_ms", 0)) / 1000
 
 
@@ -76,16 +72,16 @@ def locked_reply(name: str, value: int, fence: int) -> Reply:
     return json_reply(200, {"name": name, "value": value, "fencing_token": fence})
 
 
-def export_request(call: Call) -> dict:
+def export_request(call: Call) -> dict[str, Any]:
     """The arguments of `ExportStore.create` for this request, its content included."""
-    return example_exports.create_args(validate(parse_json(call.body), schemas.EXPORT))
+    return example_exports.create_args(inputs.body("create_export", call.body))
 
 
-def export_reply(meta: dict, status: int = 200) -> Reply:
+def export_reply(meta: dict[str, Any], status: int = 200) -> Reply:
     return json_reply(status, _export_view(meta))
 
 
-def download(settings, exports, meta: dict) -> Reply:
+def download(settings: Settings, exports: ExportStore, meta: dict[str, Any]) -> Reply:
     direct = settings.export_delivery == "direct"
     return download_reply(
         filename=meta["filename"],
@@ -97,7 +93,9 @@ def download(settings, exports, meta: dict) -> Reply:
 
 def task_request(call: Call) -> tuple[str, list[str], float]:
     """(task name, the child's argv, its timeout)."""
-    request = schemas.task_request(parse_json(call.body))
+    document = inputs.parse_json(call.body)
+    tasks.check_known(document)
+    request = inputs.validate("run_task", document)
     argv, timeout = tasks.task_argv(request)
     return request["task"], argv, timeout
 
@@ -106,7 +104,7 @@ def task_reply(task: str, done: processes.Completed) -> Reply:
     return json_reply(200, {"task": task, **done.as_dict()})
 
 
-def _export_view(meta: dict) -> dict:
+def _export_view(meta: dict[str, Any]) -> dict[str, object]:
     return example_exports.public(meta)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
+from .. import openapi
 from ..errors import InvalidInput
 
 CHILD_SCRIPT = Path(__file__).with_name("childtasks.py")
@@ -14,8 +16,25 @@ LONG_WORK = "child tasks"
 DEFAULT_TIMEOUT = 30.0
 
 
-def task_argv(request: dict) -> tuple[list[str], float]:
-    """The argv and timeout for a validated task request (see schemas.TASKS)."""
+def check_known(document: object) -> None:
+    """A request object naming no task the description knows is unknown_task,
+    whatever else it holds (its shape is checked next, against that task's schema)."""
+    if not isinstance(document, dict):
+        return
+    known = _known()
+    task = document.get("task")
+    if not isinstance(task, str) or task not in known:
+        raise InvalidInput("unknown_task", f"The task must be one of: {', '.join(sorted(known))}.")
+
+
+def _known() -> dict[str, str]:
+    # The run_task body's discriminator: task name -> its schema.
+    schema = openapi.operation("run_task")["requestBody"]["content"]["application/json"]["schema"]
+    return schema["discriminator"]["mapping"]  # type: ignore[no-any-return]
+
+
+def task_argv(request: dict[str, Any]) -> tuple[list[str], float]:
+    """The argv and timeout for a validated task request (see the description's tasks)."""
     task = request["task"]
     base = [sys.executable, "-I", str(CHILD_SCRIPT), task]
     if task == "exit":

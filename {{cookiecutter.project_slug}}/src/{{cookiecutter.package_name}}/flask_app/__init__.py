@@ -52,5 +52,6 @@ def create_app(settings: config.Settings | None = None) -> Flask:
 {% endif %}
     # Every request counted and timed by its route's pattern, 404s and errors included.
     patterns = [metrics.route_label(rule.rule) for rule in app.url_map.iter_rules()]
+    # Flask's documented way to add WSGI middleware; mypy refuses any assignment to a method.
     app.wsgi_app = metrics.InstrumentedWSGI(app.wsgi_app, patterns)  # type: ignore[method-assign]
     return app
