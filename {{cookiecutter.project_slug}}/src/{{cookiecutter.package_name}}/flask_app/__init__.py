@@ -12,10 +12,10 @@ from flask import Flask, Response
 
 from .. import config, metrics, runtime
 from . import errors, health
-{% if cookiecutter.include_examples %}
-from . import examples
-{% endif %}
 from .context import RUNTIME
+{% if cookiecutter.include_examples %}
+from .examples import bp as example_endpoints
+{% endif %}
 
 # nginx refuses larger bodies with 413 first; this guards direct connections.
 MAX_BODY_BYTES = 1 << 20
@@ -48,7 +48,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     errors.register(app)
     app.register_blueprint(health.bp)
 {% if cookiecutter.include_examples %}
-    app.register_blueprint(examples.bp)
+    app.register_blueprint(example_endpoints)
 {% endif %}
     # Every request counted and timed by its route's pattern, 404s and errors included.
     patterns = [metrics.route_label(rule.rule) for rule in app.url_map.iter_rules()]
