@@ -139,11 +139,17 @@ def mounted() -> set[tuple[str, str]]:
     }
 {% else %}
 @pytest.fixture(scope="session")
-def call() -> Iterator:
+def flask_app() -> Any:
+    """The app as gunicorn builds it, on this module's settings, not the environment."""
     from {{ cookiecutter.package_name }} import config
     from {{ cookiecutter.package_name }}.flask_app import create_app
 
-    client = create_app(config.load(SETTINGS)).test_client()
+    return create_app(config.load(SETTINGS))
+
+
+@pytest.fixture(scope="session")
+def call(flask_app) -> Iterator:
+    client = flask_app.test_client()
 
     def send(method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Answer:
         response = client.open(
@@ -156,13 +162,11 @@ def call() -> Iterator:
 
 
 @pytest.fixture(scope="session")
-def mounted() -> set[tuple[str, str]]:
+def mounted(flask_app) -> set[tuple[str, str]]:
     """(method, path) of every rule in the app's URL map."""
-    from {{ cookiecutter.package_name }}.flask_app import app
-
     return {
         (method, PARAMETER.sub(r"{\1}", rule.rule))
-        for rule in app.url_map.iter_rules()
+        for rule in flask_app.url_map.iter_rules()
         for method in rule.methods or ()
         if method not in IMPLICIT
     }

@@ -102,7 +102,9 @@ def download_export(export_id: str) -> Response:
 @bp.post("/tasks/run")
 @rate_limited
 def run_task() -> dict[str, object]:
-    task = inputs.body("run_task", request.get_data())
+    document = inputs.parse_json(request.get_data())
+    tasks.check_known(document)  # 400 unknown_task, before the task's own fields
+    task = inputs.validate("run_task", document)
     argv, timeout = tasks.task_argv(task)
     # A child holds this worker (or thread) to its end: past the host's cap, 503 at once.
     with runtime().slots.hold(tasks.LONG_WORK):
