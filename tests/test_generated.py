@@ -326,5 +326,9 @@ def test_examples_off_keeps_only_the_toolkit(generate, framework):
     assert not (package / "examples").exists()
     routes = (package / "routes.py").read_text(encoding="utf-8")
     assert "examples" not in routes
+    if framework == "flask":
+        # The app's blueprints: the examples' goes with them, and nothing names it.
+        assert not (package / "flask_app" / "examples.py").exists()
+        assert "examples" not in (package / "flask_app" / "__init__.py").read_text("utf-8")
     for toolkit in ("state", "locks", "exports", "processes", "embedded", "backend", "runtime"):
         assert (package / f"{toolkit}.py").is_file(), toolkit
