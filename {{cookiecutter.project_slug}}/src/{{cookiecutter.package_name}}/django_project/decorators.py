@@ -23,7 +23,7 @@ def rate_limited(
     counts too."""
 
     @functools.wraps(view)
-    def checked(request: HttpRequest, *args: P.args, **kwargs: P.kwargs) -> R:
+    def checked(request: HttpRequest, /, *args: P.args, **kwargs: P.kwargs) -> R:
         peer = request.META.get("REMOTE_ADDR") or ""
         runtime().limiter.check(peer, request.headers.get("X-Forwarded-For"))
         return view(request, *args, **kwargs)
