@@ -22,13 +22,14 @@ NAIVE_PACKAGE is the generated package and NAIVE_APP the real app
 "<package>.aiohttp_app:create_app", an async factory, or
 "<package>.flask_app:create_app()", called here). Each variant swaps one
 function of the package's `examples.handlers` module (in a Flask project, the
-view of the app's blueprint; in a Django project,
-the counter handlers its adapter mounts instead; in an aiohttp project, the
-async twins of `examples.aio_handlers.TWINS` the adapter mounts instead), or,
-for locmem_counter, Django's cache setting, or, for reaping_sigchld, the
+view of the app's blueprint; in a Django project, the view of
+`django_project.examples.views` its URLconf routes to; in an aiohttp project,
+the async twins of `examples.aio_handlers.TWINS` the adapter mounts instead),
+or, for locmem_counter, Django's cache setting, or, for reaping_sigchld, the
 worker's SIGCHLD disposition, or, for per_process_registry, the /metrics handler
-(`health.scrape`, and its twin in `aio.routes.TWINS`); everything else is the
-real service.
+(`health.scrape`, Flask's `health.scrape` view, Django's
+`django_project.views.scrape`, and its twin in `aio.routes.TWINS`); everything
+else is the real service.
 """
 
 import asyncio
@@ -121,7 +122,9 @@ def use_locmem_cache():
     (Django imports it by name and gets this same module object).
     """
     settings = importlib.import_module(f"{_package}.django_project.settings")
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    private = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    # The counters' alias too: the naive project keeps them where it keeps the rest.
+    settings.CACHES = {"default": private, settings.STATE_CACHE_ALIAS: private}
 
 
 # The aiohttp adapter mounts the async twins of `examples.aio_handlers.TWINS`; these
@@ -247,6 +250,22 @@ def as_flask_view(naive):
     return view
 
 
+def as_django_view(naive):
+    """A naive handler as a Django view: the Django URLconf routes to views, not handlers."""
+    from django.http import HttpResponse
+    from django.views.decorators.csrf import csrf_exempt
+
+    @csrf_exempt
+    def view(request, **params):
+        peer = request.META.get("REMOTE_ADDR")
+        reply = naive(replies.Call.of(params, request.body, request.headers.items(), peer))
+        if reply.raw is not None:
+            return HttpResponse(reply.raw, status=reply.status, headers=dict(reply.headers))
+        return HttpResponse(json.dumps(reply.body), status=reply.status, content_type="application/json")
+
+    return view
+
+
 _variant = os.environ["NAIVE_VARIANT"]
 _framework = importlib.import_module(_package).FRAMEWORK
 _flask = _framework == "flask"
@@ -278,14 +297,17 @@ if _variant == "per_process_registry":
         aio_routes = importlib.import_module(f"{_package}.aio.routes")
         aio_routes.TWINS["scrape"] = async_per_process_scrape
 if _django:
-    # The Django adapter mounts its own counter handlers (through django.core.cache)
-    # in place of the shared ones: swap those too.
-    _django_handlers = importlib.import_module(f"{_package}.django_project.counters").HANDLERS
-    for _name, _function in _VARIANTS[_variant].items():
-        if _name in _django_handlers:
-            _django_handlers[_name] = _function
     if _variant == "locmem_counter":
         use_locmem_cache()
+    # Django's URLconf routes to the views of these modules, read when the URLconf is
+    # imported (by the app's wsgi module, below): swap the views.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", f"{_package}.django_project.settings")
+    _views = importlib.import_module(f"{_package}.django_project.examples.views")
+    for _name, _function in _VARIANTS[_variant].items():
+        setattr(_views, _name, as_django_view(_function))
+    if _variant == "per_process_registry":
+        _health = importlib.import_module(f"{_package}.django_project.views")
+        _health.scrape = as_django_view(per_process_scrape)
 
 _module, _attribute = os.environ["NAIVE_APP"].split(":")
 app = getattr(importlib.import_module(_module), _attribute.removesuffix("()"))

@@ -49,6 +49,49 @@ async def locked_increment(call):
 aio_handlers.TWINS["locked_increment"] = locked_increment
 
 from {{ cookiecutter.package_name }}.aiohttp_app import create_app  # noqa: E402, F401
+{% elif cookiecutter.framework == "django" %}
+import os
+import time
+
+import redis
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from {{ cookiecutter.package_name }} import inputs
+from {{ cookiecutter.package_name }}.django_project.apps import runtime
+from {{ cookiecutter.package_name }}.django_project.decorators import rate_limited
+from {{ cookiecutter.package_name }}.django_project.examples import views
+from {{ cookiecutter.package_name }}.examples import counting
+from {{ cookiecutter.package_name }}.inputs import check_name
+
+KEY_PREFIX = "bench:redis-py-lock"
+# redis-py's pool notices a fork and opens new connections in each worker.
+store = redis.Redis.from_url(os.environ["REDIS_URL"])
+
+
+@csrf_exempt
+@require_POST
+@rate_limited
+def locked_increment(request: HttpRequest, name: str) -> HttpResponse:
+    check_name(name)
+    hold = int(inputs.body("locked_increment", request.body).get("hold_ms", 0)) / 1000
+    settings = runtime().settings
+    lock = store.lock(
+        f"{KEY_PREFIX}:lock:{name}", timeout=settings.lock_ttl, blocking_timeout=settings.lock_wait
+    )
+    key = f"{KEY_PREFIX}:value:{name}"
+    with lock:
+        value = counting.next_value(store.get(key))
+        time.sleep(hold)
+        store.set(key, value)
+    return JsonResponse({"name": name, "value": value, "fencing_token": 0})
+
+
+# Swapped before the URLconf, which the app's module imports, routes to it: the
+# service's route, behind the same rate limit, with this view in place of its own.
+views.locked_increment = locked_increment
+from {{ cookiecutter.package_name }}.django_project.wsgi import application as app  # noqa: E402, F401
 {% elif cookiecutter.framework == "flask" %}
 import os
 import time
@@ -86,44 +129,4 @@ def locked_increment(name: str) -> dict[str, object]:
 app = create_app()
 # The service's route, behind the same rate limit, with this view in place of its own.
 app.view_functions["examples.locked_increment"] = locked_increment
-{% else %}
-import os
-import time
-
-import redis
-
-from {{ cookiecutter.package_name }} import runtime
-from {{ cookiecutter.package_name }}.examples import handlers
-
-KEY_PREFIX = "bench:redis-py-lock"
-_clients = {}
-
-
-def client():
-    """One client per worker process (a pool must not cross a fork)."""
-    pid = os.getpid()
-    if pid not in _clients:
-        _clients[pid] = redis.Redis.from_url(os.environ["REDIS_URL"])
-    return _clients[pid]
-
-
-def locked_increment(call):
-    name, hold = handlers.locked_increment_request(call)
-    settings = runtime.current().settings
-    store = client()
-    lock = store.lock(
-        f"{KEY_PREFIX}:lock:{name}", timeout=settings.lock_ttl, blocking_timeout=settings.lock_wait
-    )
-    key = f"{KEY_PREFIX}:value:{name}"
-    with lock:
-        value = handlers.next_value(store.get(key))
-        time.sleep(hold)
-        store.set(key, value)
-    return handlers.locked_reply(name, value, 0)
-
-
-# Swapped before the app, and so its route table, is imported: the route keeps
-# its rate limit.
-handlers.locked_increment = locked_increment
-from {{ cookiecutter.package_name }}.django_project.wsgi import application as app  # noqa: E402, F401
 {% endif %}

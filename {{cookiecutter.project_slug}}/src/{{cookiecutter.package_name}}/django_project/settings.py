@@ -58,7 +58,8 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
 
 # Only what the service uses: sessions (and the content types they need) and this
-# project's app, which registers the shared-cache system check.
+# project's app, which registers the shared-cache system check and holds each
+# worker's runtime (apps.py).
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -74,6 +75,9 @@ MIDDLEWARE = [
     # The API views are csrf_exempt (no cookies are involved); views added later are not.
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Toolkit errors, too-large bodies and 405s from the views in the service's JSON
+    # shape, from http_errors' table; Django's own refusals go to urls.py's handlers.
+    f"{__package__}.middleware.JsonErrors",
 ]
 
 ROOT_URLCONF = f"{__package__}.urls"

@@ -1,17 +1,23 @@
-"""Every route of the service, mounted from the one route table (see views.py)."""
+"""Every route of the service; each view's name is its operationId in the API's description."""
 
 from __future__ import annotations
 
+from django.urls import {% if cookiecutter.include_examples %}include, {% endif %}path
+
 from . import views
 {% if cookiecutter.include_examples %}
-from .counters import HANDLERS as DJANGO_HANDLERS
-{% else %}
-
-# Handlers that replace the shared ones in a Django project (none without the examples).
-DJANGO_HANDLERS: dict = {}
+from .examples import urls as example_urls
 {% endif %}
 
-urlpatterns = views.urlpatterns(DJANGO_HANDLERS)
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.scrape, name="scrape"),
+    path("api/openapi.json", views.openapi, name="openapi"),
+{% if cookiecutter.include_examples %}
+    path("api/", include(example_urls)),
+{% endif %}
+]
 
 handler400 = views.bad_request
 handler403 = views.forbidden

@@ -5,8 +5,7 @@ alias for state (settings.STATE_CACHE_ALIAS): unlike a bounded cache, it never
 drops an entry to make room. The settings make it a store every worker shares
 (django-redis, whose incr is one Lua step, or cache.SQLiteStateCache). `add`
 then `incr` are each atomic, so concurrent increments through any number of
-workers add up exactly. These handlers replace the shared `incr_counter` and
-`get_counter` in the routes the Django adapter mounts.
+workers add up exactly.
 
 An increment with an Idempotency-Key needs the key's record and the increment
 in one atomic step, which the cache API has no call for: with Redis it is the
@@ -17,7 +16,6 @@ circuit breaker, as the toolkit's has (see `breaker`).
 
 from __future__ import annotations
 
-import functools
 import pickle
 import time
 from contextlib import AbstractContextManager
@@ -27,16 +25,11 @@ from django.core.cache import BaseCache, caches
 from django_redis import get_redis_connection
 from django_redis.exceptions import ConnectionInterrupted
 
-from .. import runtime
-from ..breaker import Breaker
-from ..embedded import SQLITE_UNAVAILABLE
-from ..errors import IdempotencyKeyReused, unavailable_when
-from ..examples.handlers import idempotency_key
-from ..inputs import body as request_body
-from ..inputs import check_name
-from ..replies import Call, Reply, json_reply
-from ..state import REDIS_UNAVAILABLE, IncrOnce
-from .cache import SQLiteStateCache
+from ...embedded import SQLITE_UNAVAILABLE
+from ...errors import IdempotencyKeyReused, unavailable_when
+from ...state import REDIS_UNAVAILABLE, IncrOnce
+from ..apps import config
+from ..cache import SQLiteStateCache
 
 # What the cache raises when its store does not answer. django-redis re-raises the
 # redis-py error behind ConnectionInterrupted (unless IGNORE_EXCEPTIONS, never set).
@@ -49,14 +42,8 @@ def _key(name: str) -> str:
     return "counter:{" + name + "}"
 
 
-@functools.cache
-def _breaker() -> Breaker:
-    """This worker's breaker for the cache (made after the fork, on first use)."""
-    return Breaker(runtime.current().settings.backend_retry_after)
-
-
 def _guarded(operation: str) -> AbstractContextManager[None]:
-    return _breaker().guard(operation)
+    return config().cache_breaker().guard(operation)
 
 
 def _state() -> BaseCache:
@@ -114,28 +101,18 @@ def _sqlite_incr_once(cache: SQLiteStateCache, name: str, by: int, key: str, ttl
     return int(value)
 
 
-def incr_counter(call: Call) -> Reply:
-    name = check_name(call.params["name"])
-    body = request_body("incr_counter", call.body)
-    by, key = int(body.get("by", 1)), idempotency_key(call)
+def incr(name: str, by: int, key: str | None) -> int:
+    """Add `by` to counter `name`; with an Idempotency-Key `key`, once for all its retries."""
     operation = "cache.incr" if key is None else "cache.incr_once"
     with _guarded(operation), unavailable_when(*CACHE_UNAVAILABLE, operation=operation):
         if key is None:
             cache = _state()
             # No timeout: a counter is state, not a cached copy of something.
             cache.add(_key(name), 0, timeout=None)
-            value = cache.incr(_key(name), by)
-        else:
-            value = _incr_once(name, by, key, runtime.current().settings.idempotency_ttl)
-    return json_reply(200, {"name": name, "value": value})
+            return int(cache.incr(_key(name), by))
+        return _incr_once(name, by, key, config().runtime().settings.idempotency_ttl)
 
 
-def get_counter(call: Call) -> Reply:
-    name = check_name(call.params["name"])
+def get(name: str) -> int:
     with _guarded("cache.get"), unavailable_when(*CACHE_UNAVAILABLE, operation="cache.get"):
-        value = _state().get(_key(name), 0)
-    return json_reply(200, {"name": name, "value": int(value)})
-
-
-# Route name -> the handler that serves it in a Django project.
-HANDLERS = {"incr_counter": incr_counter, "get_counter": get_counter}
+        return int(_state().get(_key(name), 0))

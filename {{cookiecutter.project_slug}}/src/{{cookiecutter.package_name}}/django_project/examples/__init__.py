@@ -1,0 +1,1 @@
+"""The example endpoints as Django views: one multi-worker pitfall each, solved."""
