@@ -175,6 +175,15 @@ def _segments(pattern: str) -> str:
     return "[^/]+".join(re.escape(part) for part in _PARAM.split(pattern))
 
 
+_ROUTER_PARAM = re.compile(r"[<{](?:\w+:)?(\w+)[>}]")
+
+
+def route_label(rule: str) -> str:
+    """A router's pattern as the `route` label spells it: Flask's and Django's
+    `<name>` or `<str:name>`, and aiohttp's `{name}`, all become `{name}`."""
+    return "/" + _ROUTER_PARAM.sub(r"{\1}", rule).lstrip("/")
+
+
 class RouteLabels:
     """The `route` label of a path: the pattern of the route it matches, or UNMATCHED.
 

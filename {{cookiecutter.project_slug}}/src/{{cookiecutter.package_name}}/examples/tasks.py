@@ -9,6 +9,8 @@ from .. import openapi
 from ..errors import InvalidInput
 
 CHILD_SCRIPT = Path(__file__).with_name("childtasks.py")
+# What a task's slot is called in a `busy` answer.
+LONG_WORK = "child tasks"
 # Tasks that name no timeout of their own get this one.
 DEFAULT_TIMEOUT = 30.0
 
