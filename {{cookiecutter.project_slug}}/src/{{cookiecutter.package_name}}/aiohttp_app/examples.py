@@ -27,6 +27,11 @@ from ..inputs import check_idempotency_key, check_name
 from .context import RUNTIME, rate_limited
 
 routes = web.RouteTableDef()
+# A path parameter is one segment with no encoded slash in it: aiohttp would match
+# "a%2Fb" as one segment and hand it over as "a/b". Such a path routes nowhere (404),
+# as in the other frameworks, rather than to a route of another method (405).
+NAME = "{name:(?:[^/%]|%(?!2[Ff]))+}"
+EXPORT_ID = "{export_id:(?:[^/%]|%(?!2[Ff]))+}"
 
 
 @routes.get("/api/worker")
@@ -44,9 +49,8 @@ async def worker(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/api/counters/{name}/incr")
+@routes.post(f"/api/counters/{NAME}/incr")
 async def incr_counter(request: web.Request) -> web.Response:
-    # aiohttp hands "a%2Fb" over as "a/b": check_name refuses it (400).
     name = check_name(request.match_info["name"])
     body = inputs.body("incr_counter", await request.read())
     key = check_idempotency_key(request.headers.get("Idempotency-Key"))
@@ -59,14 +63,14 @@ async def incr_counter(request: web.Request) -> web.Response:
     return web.json_response({"name": name, "value": value})
 
 
-@routes.get("/api/counters/{name}")
+@routes.get(f"/api/counters/{NAME}")
 async def get_counter(request: web.Request) -> web.Response:
     name = check_name(request.match_info["name"])
     value = await request.app[RUNTIME].state.get_counter(name)
     return web.json_response({"name": name, "value": value})
 
 
-@routes.post("/api/locked-increment/{name}")
+@routes.post(f"/api/locked-increment/{NAME}")
 @rate_limited
 async def locked_increment(request: web.Request) -> web.Response:
     name = check_name(request.match_info["name"])
@@ -90,14 +94,14 @@ async def create_export(request: web.Request) -> web.Response:
     return web.json_response(example_exports.public(meta), status=201)
 
 
-@routes.get("/api/exports/{export_id}")
+@routes.get(f"/api/exports/{EXPORT_ID}")
 async def get_export(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     meta = await rt.files(rt.exports.get, request.match_info["export_id"])
     return web.json_response(example_exports.public(meta))
 
 
-@routes.get("/api/exports/{export_id}/download")
+@routes.get(f"/api/exports/{EXPORT_ID}/download")
 async def download_export(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     meta = await rt.files(rt.exports.get, request.match_info["export_id"])
