@@ -210,7 +210,9 @@ def swap_aiohttp_handlers(module, naive_by_name):
     for route in module.routes:
         handler = route.handler
         if handler.__name__ in naive_by_name:
-            handler = as_aiohttp_handler(naive_by_name[handler.__name__])
+            name = handler.__name__
+            handler = as_aiohttp_handler(naive_by_name[name])
+            handler.__name__ = name
         rebuilt.route(route.method, route.path, **route.kwargs)(handler)
     module.routes = rebuilt
 
