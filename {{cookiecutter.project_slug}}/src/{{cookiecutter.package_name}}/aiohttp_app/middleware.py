@@ -43,17 +43,17 @@ async def counted(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     finally:
         if status:
-            route = await _route_label(request, status)
+            route = await _route_label(request)
             metrics.observe_request(request.method, route, status, time.perf_counter() - started)
 
 
-async def _route_label(request: web.Request, status: int) -> str:
+async def _route_label(request: web.Request) -> str:
     """The pattern of the route that served the request, as the router spells it."""
-    resource = request.match_info.route.resource
-    if resource is not None:
-        return resource.canonical
-    if status == 405:
-        # The router matched the path but no route for the method: the path's resource.
+    match_info = request.match_info
+    if match_info.route.resource is not None:
+        return match_info.route.resource.canonical
+    if isinstance(match_info.http_exception, web.HTTPMethodNotAllowed):
+        # The path matched, the method did not (a 405, or OPTIONS' 204): the path's resource.
         for candidate in request.app.router.resources():
             _, allowed = await candidate.resolve(request)
             if allowed:
