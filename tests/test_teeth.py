@@ -46,7 +46,7 @@ CASES = [
     ("django", "local_counter", "test_shared_counters.py"),
     ("django", "no_lock", "test_lock_exclusion.py"),
     ("django", "fixed_path", "test_export_downloads.py"),
-    # aiohttp's adapter mounts async twins of the handlers: naive_app swaps those
+    # aiohttp's app mounts its route tables' handlers: naive_app swaps those
     ("aiohttp", "local_counter", "test_shared_counters.py"),
     ("aiohttp", "no_lock", "test_lock_exclusion.py"),
     ("aiohttp", "fixed_path", "test_export_downloads.py"),

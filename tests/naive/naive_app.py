@@ -21,14 +21,12 @@ NAIVE_PACKAGE is the generated package and NAIVE_APP the real app
 ("module:attribute", e.g. "<package>.django_project.wsgi:application", or
 "<package>.aiohttp_app:create_app", an async factory, or
 "<package>.flask_app:create_app()", called here). Each variant swaps one
-function of the package's `examples.handlers` module (in a Flask project, the
-view of the app's blueprint; in a Django project, the view of
-`django_project.examples.views` its URLconf routes to; in an aiohttp project,
-the async twins of `examples.aio_handlers.TWINS` the adapter mounts instead),
-or, for locmem_counter, Django's cache setting, or, for reaping_sigchld, the
-worker's SIGCHLD disposition, or, for per_process_registry, the /metrics handler
-(`health.scrape`, Flask's `health.scrape` view, Django's
-`django_project.views.scrape`, and its twin in `aio.routes.TWINS`); everything
+endpoint for a naive one: in a Flask project the view of the app's blueprint,
+in a Django project the view of `django_project.examples.views` its URLconf
+routes to, in an aiohttp project the handler of the app's route table
+(`aiohttp_app.examples.routes`); or, for locmem_counter, Django's cache
+setting, or, for reaping_sigchld, the worker's SIGCHLD disposition, or, for
+per_process_registry, the /metrics endpoint; everything
 else is the real service.
 """
 
@@ -127,27 +125,24 @@ def use_locmem_cache():
     settings.CACHES = {"default": private, settings.STATE_CACHE_ALIAS: private}
 
 
-# The aiohttp adapter mounts the async twins of `examples.aio_handlers.TWINS`; these
-# make the same mistakes on its event loop. They import the package's `aio` modules
-# only when called, so only in an aiohttp project.
+# The aiohttp app's handlers await the toolkit's async twins; these make the same
+# mistakes on its event loop, given the request's `Call` and the app's runtime
+# (`as_aiohttp_handler`). They import the package's `aio` modules only when called,
+# so only in an aiohttp project.
 
 
-def aio_runtime():
-    return importlib.import_module(f"{_package}.aio.runtime").current()
-
-
-async def async_local_incr(call):
+async def async_local_incr(call, rt):
     return local_incr(call)
 
 
-async def async_local_get(call):
+async def async_local_get(call, rt):
     return local_get(call)
 
 
-async def async_unlocked_increment(call):
+async def async_unlocked_increment(call, rt):
     name = call.params["name"]
     body = inputs.body("locked_increment", call.body)
-    state = aio_runtime().state
+    state = rt.state
     key = f"naive:{name}"
     value = int(await state.get(key) or 0) + 1
     await asyncio.sleep(body.get("hold_ms", 0) / 1000)
@@ -155,15 +150,13 @@ async def async_unlocked_increment(call):
     return replies.json_reply(200, {"name": name, "value": value, "fencing_token": next(_fences)})
 
 
-async def async_fixed_path_export(call):
-    rt = aio_runtime()
+async def async_fixed_path_export(call, rt):
     return await rt.files(write_to_fixed_path, call, rt.exports)
 
 
-async def blocking_locked_increment(call):
-    """The real twin, but the hold is time.sleep: the whole worker stops meanwhile."""
+async def blocking_locked_increment(call, rt):
+    """The real handler, but the hold is time.sleep: the whole worker stops meanwhile."""
     name, hold = handlers.locked_increment_request(call)
-    rt = aio_runtime()
     locks = rt.locks
     async with locks.hold(name, ttl=rt.settings.lock_ttl, wait=rt.settings.lock_wait) as lease:
         value = handlers.next_value(await locks.read_fenced(name, handlers.GUARDED_KEY))
@@ -172,7 +165,7 @@ async def blocking_locked_increment(call):
     return handlers.locked_reply(name, value, lease.fence)
 
 
-async def async_uncapped_task(call):
+async def async_uncapped_task(call, rt):
     task, argv, timeout = handlers.task_request(call)
     aio_processes = importlib.import_module(f"{_package}.aio.processes")
     return handlers.task_reply(task, await aio_processes.run(argv, timeout))
@@ -188,8 +181,43 @@ def per_process_scrape(call):
     return replies.text_reply(200, generate_latest(metrics._REGISTRY), metrics.CONTENT_TYPE)
 
 
-async def async_per_process_scrape(call):
+async def async_per_process_scrape(call, rt):
     return per_process_scrape(call)
+
+
+def as_aiohttp_handler(naive):
+    """A naive async function of (call, runtime) as an aiohttp handler: the aiohttp
+    app routes to handlers of requests."""
+    from aiohttp import web
+
+    runtime_key = importlib.import_module(f"{_package}.aiohttp_app.context").RUNTIME
+
+    async def handler(request):
+        body = await request.read()
+        call = replies.Call.of(request.match_info, body, request.headers.items(), request.remote)
+        reply = await naive(call, request.app[runtime_key])
+        if reply.raw is not None:
+            return web.Response(body=reply.raw, status=reply.status, headers=reply.headers)
+        return web.json_response(reply.body, status=reply.status)
+
+    return handler
+
+
+def swap_aiohttp_handlers(module, naive_by_name):
+    """Rebuild `module.routes`, the aiohttp app's RouteTableDef, with the naive handler
+    mounted in place of the real one of the same name. The app reads `module.routes`
+    when `create_app` is awaited, in the worker, after this."""
+    from aiohttp import web
+
+    rebuilt = web.RouteTableDef()
+    for route in module.routes:
+        handler = route.handler
+        if handler.__name__ in naive_by_name:
+            name = handler.__name__
+            handler = as_aiohttp_handler(naive_by_name[name])
+            handler.__name__ = name
+        rebuilt.route(route.method, route.path, **route.kwargs)(handler)
+    module.routes = rebuilt
 
 
 def reap_any_child(signum, frame):
@@ -281,21 +309,16 @@ for _name, _function in _VARIANTS[_variant].items():
     _function.__name__ = _name
     setattr(handlers, _name, _function)
 if _aiohttp:
-    # The aiohttp adapter mounts the async twins, read from this dict when its
-    # route module is imported (with the app, below): swap those too.
-    _twins = importlib.import_module(f"{_package}.examples.aio_handlers").TWINS
-    for _name, _function in _ASYNC_VARIANTS[_variant].items():
-        _function.__name__ = _name
-        _twins[_name] = _function
-if _variant == "per_process_registry":
-    # The route table reads health.scrape when it is imported (with the app, below);
-    # the aiohttp adapter mounts the twin named in aio.routes.TWINS instead.
+    # The aiohttp app mounts the handlers of its modules' route tables: swap those.
+    _examples = importlib.import_module(f"{_package}.aiohttp_app.examples")
+    swap_aiohttp_handlers(_examples, _ASYNC_VARIANTS[_variant])
+    if _variant == "per_process_registry":
+        _health = importlib.import_module(f"{_package}.aiohttp_app.health")
+        swap_aiohttp_handlers(_health, {"scrape": async_per_process_scrape})
+elif _variant == "per_process_registry":
+    # The route table reads health.scrape when it is imported (with the app, below).
     per_process_scrape.__name__ = "scrape"
     importlib.import_module(f"{_package}.health").scrape = per_process_scrape
-    if _aiohttp:
-        async_per_process_scrape.__name__ = "scrape"
-        aio_routes = importlib.import_module(f"{_package}.aio.routes")
-        aio_routes.TWINS["scrape"] = async_per_process_scrape
 if _django:
     if _variant == "locmem_counter":
         use_locmem_cache()

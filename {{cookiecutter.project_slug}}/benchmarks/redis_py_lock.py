@@ -11,9 +11,13 @@ import asyncio
 import os
 
 import redis.asyncio
+from aiohttp import web
 
-from {{ cookiecutter.package_name }}.aio import runtime
-from {{ cookiecutter.package_name }}.examples import aio_handlers, handlers
+from {{ cookiecutter.package_name }} import inputs
+from {{ cookiecutter.package_name }}.aiohttp_app import create_app, examples
+from {{ cookiecutter.package_name }}.aiohttp_app.context import RUNTIME, rate_limited
+from {{ cookiecutter.package_name }}.examples import counting
+from {{ cookiecutter.package_name }}.inputs import check_name
 
 KEY_PREFIX = "bench:redis-py-lock"
 _clients = {}
@@ -27,9 +31,11 @@ def client():
     return _clients[loop]
 
 
-async def locked_increment(call):
-    name, hold = handlers.locked_increment_request(call)
-    settings = runtime.current().settings
+@rate_limited
+async def locked_increment(request: web.Request) -> web.Response:
+    name = check_name(request.match_info["name"])
+    body = inputs.body("locked_increment", await request.read())
+    settings = request.app[RUNTIME].settings
     store = client()
     # A new Lock per request: one shared Lock object keeps its token in a
     # threading.local that every task on the loop shares.
@@ -38,17 +44,20 @@ async def locked_increment(call):
     )
     key = f"{KEY_PREFIX}:value:{name}"
     async with lock:
-        value = handlers.next_value(await store.get(key))
-        await asyncio.sleep(hold)
+        value = counting.next_value(await store.get(key))
+        await asyncio.sleep(int(body.get("hold_ms", 0)) / 1000)
         await store.set(key, value)
-    return handlers.locked_reply(name, value, 0)
+    return web.json_response({"name": name, "value": value, "fencing_token": 0})
 
 
-# Swapped before the app, and so its route table, is imported: aiohttp's adapter
-# mounts this twin, behind the route's rate limit.
-aio_handlers.TWINS["locked_increment"] = locked_increment
-
-from {{ cookiecutter.package_name }}.aiohttp_app import create_app  # noqa: E402, F401
+# The service's route table, with this handler (behind the same rate limit) in
+# place of its own; create_app reads it when gunicorn's worker awaits the factory.
+_routes = web.RouteTableDef()
+for _route in examples.routes:
+    _handler = locked_increment if _route.handler.__name__ == "locked_increment" else _route.handler
+    _routes.route(_route.method, _route.path, **_route.kwargs)(_handler)
+examples.routes = _routes
+__all__ = ["create_app"]
 {% elif cookiecutter.framework == "django" %}
 import os
 import time

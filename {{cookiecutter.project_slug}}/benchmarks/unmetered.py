@@ -9,12 +9,13 @@ APP_MODULE=unmetered:{{ 'create_app' if cookiecutter.framework == 'aiohttp' else
 
 {% if cookiecutter.framework == "aiohttp" %}
 from {{ cookiecutter.package_name }} import aiohttp_app
+from {{ cookiecutter.package_name }}.aiohttp_app import middleware
 
 
 async def create_app():
     app = await aiohttp_app.create_app()
     # The outermost middleware is the counter; refuse to measure anything else.
-    if not app.middlewares or app.middlewares[0].__name__ != "count":
+    if not app.middlewares or app.middlewares[0] is not middleware.counted:
         raise RuntimeError("aiohttp_app no longer puts `counted` first: update the bench.")
     del app.middlewares[0]
     return app

@@ -23,11 +23,9 @@ SETTINGS = {
     "EXPORT_DIR": os.path.join(_scratch, "exports"),
     "EXPORT_DELIVERY": "accel",
 }
-{% if cookiecutter.framework != "flask" %}
-# Set before the app is imported: the runtime reads them once per process.
-os.environ.update(SETTINGS)
-{% endif %}
 {% if cookiecutter.framework == "django" %}
+# Set before Django reads its settings: the runtime reads them once per process.
+os.environ.update(SETTINGS)
 os.environ.update(
     DJANGO_SETTINGS_MODULE="{{ cookiecutter.package_name }}.django_project.settings",
     DJANGO_SECRET_KEY="contract-tests-" + "x" * 50,
@@ -100,13 +98,14 @@ def call() -> Iterator:
 
     from aiohttp.test_utils import TestClient, TestServer
 
+    from {{ cookiecutter.package_name }} import config
     from {{ cookiecutter.package_name }}.aiohttp_app import create_app
 
     # One loop for the whole session: the app's runtime belongs to the loop it opened in.
     with asyncio.Runner() as loop:
 
         async def start() -> TestClient:
-            client = TestClient(TestServer(await create_app()))
+            client = TestClient(TestServer(await create_app(config.load(SETTINGS))))
             await client.start_server()
             return client
 
@@ -128,17 +127,28 @@ def call() -> Iterator:
 
 @pytest.fixture(scope="session")
 def mounted() -> set[tuple[str, str]]:
-    """(method, path) of every route in the app's router."""
+    """(method, path) of every route in the app's router, each served by the handler
+    named as its operation in the description."""
     import asyncio
 
+    from {{ cookiecutter.package_name }} import config, openapi
     from {{ cookiecutter.package_name }}.aiohttp_app import create_app
 
-    app = asyncio.run(create_app())
-    return {
-        (route.method, route.resource.canonical)
+    app = asyncio.run(create_app(config.load(SETTINGS)))
+    served = {
+        (route.method, route.resource.canonical): route.handler.__name__
         for route in app.router.routes()
         if route.resource is not None and route.method not in IMPLICIT
     }
+    described = {
+        (method.upper(), path): item[method]["operationId"]
+        for path, item in openapi.document()["paths"].items()
+        for method in openapi.METHODS
+        if method in item
+    }
+    named = {key: name for key, name in served.items() if key in described}
+    assert named == {key: described[key] for key in named}, "a handler not named as its operation"
+    return set(served)
 {% else %}
 @pytest.fixture(scope="session")
 def flask_app() -> Any:

@@ -253,6 +253,22 @@ def test_unknown_routes_share_one_label(client: Client) -> None:
     assert not any(path in text for path in paths), "a raw path became a label value"
 
 
+def test_a_method_a_route_lacks_is_counted_under_the_route(client: Client) -> None:
+    """A 405, and OPTIONS' 204, answer for the route whose path matched: counted by
+    its pattern, as every other answer of it is, not as an unmatched path."""
+
+    def counted(text: str, method: str, status: str) -> float:
+        labels = frozenset({"method": method, "route": "/healthz", "status": status}.items())
+        return samples(text).get(("http_requests_total", labels), 0.0)
+
+    before = scrape(client)
+    assert_error(client.request("DELETE", "/healthz"), 405, "method_not_allowed")
+    assert client.request("OPTIONS", "/healthz").status_code == 204
+    after = scrape(client)
+    assert counted(after, "DELETE", "405") == counted(before, "DELETE", "405") + 1
+    assert counted(after, "OPTIONS", "204") == counted(before, "OPTIONS", "204") + 1
+
+
 {% if cookiecutter.include_examples %}
 def test_the_toolkit_counts_exports_tasks_and_lock_waits(client: Client) -> None:
     before = scrape(client)

@@ -6,7 +6,8 @@ no mock of either:
 
 - parity: every method of each sync Protocol exists on its async twin, the
   Protocols and every concrete class alike, with the same parameters,
-  awaited; every route has an async twin, rate limited where the sync one is;
+  awaited; `rate_limited` counts a client on the app's runtime before the
+  handler reads a byte;
 - one store: what one twin writes the other reads, idempotency keys and
   fences included, so sync and async code can serve one service;
 - one `AsyncLocks` shared by many tasks is safe (redis.asyncio's `Lock` is
@@ -38,10 +39,12 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
-from {{ cookiecutter.package_name }} import backend, config, routes
+from {{ cookiecutter.package_name }} import backend, config
 from {{ cookiecutter.package_name }} import processes as sync_processes
-from {{ cookiecutter.package_name }}.aio import processes, runtime
+from {{ cookiecutter.package_name }}.aio import processes
 from {{ cookiecutter.package_name }}.aio.breaker import GuardedAsyncLocks, GuardedAsyncState
 from {{ cookiecutter.package_name }}.aio.locks import AsyncLocks, AsyncRedisLocks, OffloadedLocks
 from {{ cookiecutter.package_name }}.aio.offload import STORE_THREADS, Offload
@@ -51,8 +54,9 @@ from {{ cookiecutter.package_name }}.aio.ratelimit import (
     AsyncRedisRateLimiter,
     OffloadedRateLimiter,
 )
-from {{ cookiecutter.package_name }}.aio.routes import TWINS, async_handler
 from {{ cookiecutter.package_name }}.aio.state import AsyncRedisState, AsyncState, OffloadedState
+from {{ cookiecutter.package_name }}.aiohttp_app import create_app
+from {{ cookiecutter.package_name }}.aiohttp_app.context import rate_limited
 from {{ cookiecutter.package_name }}.breaker import Breaker
 from {{ cookiecutter.package_name }}.children import DIR_VARIABLE
 from {{ cookiecutter.package_name }}.errors import (
@@ -60,12 +64,9 @@ from {{ cookiecutter.package_name }}.errors import (
     IdempotencyKeyReused,
     LockLost,
     LockTimeout,
-    RateLimited,
 )
 from {{ cookiecutter.package_name }}.locks import Locks, RedisLocks
 from {{ cookiecutter.package_name }}.ratelimit import ClientRateLimit, RateLimiter
-from {{ cookiecutter.package_name }}.replies import Call, Reply
-from {{ cookiecutter.package_name }}.routes import Route
 from {{ cookiecutter.package_name }}.state import RedisState, State
 
 
@@ -164,46 +165,30 @@ def test_processes_run_has_an_awaited_twin() -> None:
     assert inspect.signature(processes.run).return_annotation == sync_returns
 
 
-def test_every_route_has_an_async_twin_limited_where_the_sync_one_is() -> None:
-    for route in routes.ROUTES:
-        twin = async_handler(route)
-        assert inspect.iscoroutinefunction(twin), route.name
-        assert twin.__name__ == route.name
-        if getattr(route.handler, "rate_limited", False):
-            assert twin is not TWINS[route.name], f"{route.name}: limited in sync only"
-            assert twin.__wrapped__ is TWINS[route.name], route.name
-        else:
-            assert twin is TWINS[route.name], f"{route.name}: limited in async only"
-
-    def nameless(call: Call) -> None: ...
-
-    with pytest.raises(LookupError, match="nameless"):
-        async_handler(Route("GET", "/nameless", nameless))
-
-
-def test_a_rate_limited_route_is_limited_on_the_loop_too(tmp_path: Path) -> None:
-    """The mark on the sync handler limits its async twin, on the runtime's budget."""
-    [healthz] = [route for route in routes.ROUTES if route.name == "healthz"]
-
-    def sync_only(call: Call) -> Reply:
-        pytest.fail("the sync handler ran on the loop")
-
-    sync_only.__name__ = healthz.name
-    sync_only.rate_limited = True  # type: ignore[attr-defined]  # the mark `expensive` sets
-    limited = dataclasses.replace(healthz, path="/limited", handler=sync_only)
+def test_a_rate_limited_handler_is_refused_before_it_reads_the_body(tmp_path: Path) -> None:
+    """The decorator counts the client on the app's runtime budget, first."""
     one_request = embedded_settings(tmp_path, rate_limit_per_second=0.001, rate_limit_burst=1)
-    call = Call(peer="192.0.2.7")
+    bodies: list[bytes] = []
+
+    @rate_limited
+    async def limited(request: web.Request) -> web.Response:
+        bodies.append(await request.read())
+        return web.json_response({})
 
     async def main() -> None:
-        async with runtime.opened(one_request):
-            plain, checked = async_handler(healthz), async_handler(limited)
+        app = await create_app(one_request)
+        app.router.add_post("/limited", limited)
+        async with TestClient(TestServer(app)) as client:
             for _ in range(3):
-                assert (await plain(call)).status == 200
-            assert (await checked(call)).status == 200
-            with pytest.raises(RateLimited):
-                await checked(call)
+                assert (await client.get("/healthz")).status == 200
+            assert (await client.post("/limited", data=b"first")).status == 200
+            refused = await client.post("/limited", data=b"second")
+            assert refused.status == 429, await refused.text()
+            assert (await refused.json())["error"]["code"] == "rate_limited"
+            assert int(refused.headers["Retry-After"]) >= 1
 
     asyncio.run(main())
+    assert bodies == [b"first"]
 
 
 # -- one store for both twins ---------------------------------------------------

@@ -3,8 +3,8 @@
 The async twin of `runtime`: a redis.asyncio client belongs to the loop that
 made it (its pool has no pid check, and a second loop fails with "Event loop
 is closed"), so nothing here is opened at import or in the gunicorn master:
-the adapter opens it in its cleanup context, in the worker's loop, and
-closes it there when the worker stops.
+the app opens it in its cleanup context, in the worker's loop, and closes
+it there when the worker stops.
 """
 
 from __future__ import annotations
@@ -45,20 +45,9 @@ class AsyncRuntime:
     files: Offload
 
 
-_current: AsyncRuntime | None = None
-
-
-def current() -> AsyncRuntime:
-    """This worker's runtime; the adapter opens it before the first request."""
-    if _current is None:
-        raise RuntimeError("the async runtime is not open: call it from a request handler")
-    return _current
-
-
 @contextlib.asynccontextmanager
 async def opened(settings: config.Settings) -> AsyncIterator[AsyncRuntime]:
-    """Open the runtime in the running loop, make it `current()`, close it at the end."""
-    global _current
+    """Open the runtime in the running loop; close it at the end."""
     async with contextlib.AsyncExitStack() as stack:
         store = Offload(STORE_THREADS, "store")
         stack.callback(store.close)
@@ -88,7 +77,7 @@ async def opened(settings: config.Settings) -> AsyncIterator[AsyncRuntime]:
         # One breaker for state and locks, as in the sync runtime.
         guard = Breaker(settings.backend_retry_after)
         proxies = ratelimit.TrustedProxies(settings.forwarded_allow_ips)
-        opened_runtime = AsyncRuntime(
+        yield AsyncRuntime(
             settings=settings,
             state=GuardedAsyncState(state, guard),
             locks=GuardedAsyncLocks(locks, guard),
@@ -98,8 +87,3 @@ async def opened(settings: config.Settings) -> AsyncIterator[AsyncRuntime]:
             store=store,
             files=files,
         )
-        _current = opened_runtime
-        try:
-            yield opened_runtime
-        finally:
-            _current = None
