@@ -188,8 +188,14 @@ SLOW_CALL = 120.0
 
 # Stacks whose workers `alone` stops: nginx keeps no idle connection to gunicorn (its
 # keepalive is then too short for nginx to close them first), so no request is sent
-# down a connection a stopped worker had accepted.
-ALONE_ENV = {"WEB_CONCURRENCY": "2", "GUNICORN_KEEPALIVE": "5"}
+# down a connection a stopped worker had accepted. A stopped worker sends the arbiter
+# no heartbeat: its timeout outlasts the slowest call, or the arbiter kills it
+# mid-test (a large export took longer than gthread's 30 s on a loaded machine).
+ALONE_ENV = {
+    "WEB_CONCURRENCY": "2",
+    "GUNICORN_KEEPALIVE": "5",
+    "GUNICORN_TIMEOUT": str(int(2 * SLOW_CALL)),
+}
 
 
 @pytest.fixture(scope="module")
