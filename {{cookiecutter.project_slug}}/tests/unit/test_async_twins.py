@@ -667,6 +667,21 @@ def test_a_killed_reaper_still_answers_within_the_bound(registry: Path) -> None:
     assert list(registry.iterdir()) == []
 
 
+def test_signalling_the_reaper_leaves_its_reaping_to_the_watcher() -> None:
+    """`end` may signal a reaper that has just exited. Reaping it then (as the
+    transport's `send_signal` does, through `Popen.poll`) leaves the loop's child
+    watcher no child to wait for, and asyncio reports 255 for the task."""
+    exited = os.posix_spawnp("sh", ["sh", "-c", "exit 3"], os.environ)
+    wait_until(lambda: proc_stat(exited) == ("Z", os.getpid()), "the child exited")
+    processes.signal_unreaped(exited, signal.SIGTERM)
+    assert proc_stat(exited) == ("Z", os.getpid()), "signalling it reaped it"
+    assert os.waitstatus_to_exitcode(os.waitpid(exited, 0)[1]) == 3
+
+    running = os.posix_spawnp("sleep", ["sleep", "30"], os.environ)
+    processes.signal_unreaped(running, signal.SIGTERM)
+    assert os.waitstatus_to_exitcode(os.waitpid(running, 0)[1]) == -signal.SIGTERM
+
+
 # -- the breaker ----------------------------------------------------------------
 
 

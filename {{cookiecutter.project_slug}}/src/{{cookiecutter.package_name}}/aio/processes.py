@@ -7,15 +7,18 @@ awaited, and if it cannot within END_SECONDS what is left in its session is
 killed and its stdout closed. A protocol of our own, not a `Process`, so that
 the exit is known apart from the pipe (`Process.wait()` also waits for the pipe,
 which what escaped a killed reaper may hold forever). The reaper is waited for
-with a watcher that calls waitpid on its pid; `gunicorn.conf.py` resets SIGCHLD
-in every worker, so no inherited handler reaps it first (asyncio would then
-report 255).
+with a watcher that calls waitpid on its pid, and nothing else may reap it first
+(asyncio would then report 255): `gunicorn.conf.py` resets SIGCHLD in every
+worker, so no inherited handler does, and `signal_unreaped` signals it without
+the transport's `send_signal`, whose `Popen.poll` does (CPython gh-87744, fixed
+in 3.13).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 
@@ -86,9 +89,8 @@ async def end(transport: asyncio.SubprocessTransport, task: Task) -> None:
     try:
         if not await task.finished(0):
             # SIGCONT too: a reaper that something stopped could not act on SIGTERM.
-            with contextlib.suppress(ProcessLookupError):
-                transport.send_signal(signal.SIGTERM)
-                transport.send_signal(signal.SIGCONT)
+            signal_unreaped(pid, signal.SIGTERM)
+            signal_unreaped(pid, signal.SIGCONT)
             if not await task.finished(END_SECONDS):
                 # Gone (killed), it ended nothing: what it left may hold the pipe forever.
                 children.kill_session(pid)
@@ -96,3 +98,17 @@ async def end(transport: asyncio.SubprocessTransport, task: Task) -> None:
     finally:
         transport.close()
         children.forget(pid)
+
+
+def signal_unreaped(pid: int, sig: int) -> None:
+    """Send `sig` to the reaper while it runs, leaving its reaping to the watcher."""
+    try:
+        # Looked at, not reaped (WNOWAIT). Unreaped, the pid is still the reaper's.
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return  # it exited: nothing left to ask
+    except ChildProcessError:
+        return  # reaped (its exit not yet reported): the pid may be another's by now
+    # It may exit, and be reaped, between the look and the kill, the window
+    # Popen.send_signal leaves too; the pid is not given out again that soon.
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
