@@ -269,8 +269,8 @@ def as_flask_view(naive):
     from flask import Response, request
 
     def view(**params):
-        call = replies.Call.of(params, request.get_data(), request.headers.items(), request.remote_addr)
-        reply = naive(call)
+        peer = request.remote_addr
+        reply = naive(replies.Call.of(params, request.get_data(), request.headers.items(), peer))
         if reply.raw is not None:
             return Response(reply.raw, status=reply.status, headers=dict(reply.headers))
         return Response(json.dumps(reply.body), status=reply.status, mimetype="application/json")
@@ -289,7 +289,8 @@ def as_django_view(naive):
         reply = naive(replies.Call.of(params, request.body, request.headers.items(), peer))
         if reply.raw is not None:
             return HttpResponse(reply.raw, status=reply.status, headers=dict(reply.headers))
-        return HttpResponse(json.dumps(reply.body), status=reply.status, content_type="application/json")
+        body = json.dumps(reply.body)
+        return HttpResponse(body, status=reply.status, content_type="application/json")
 
     return view
 
