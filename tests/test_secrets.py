@@ -23,6 +23,7 @@ from cookiecutter.main import cookiecutter
 from conftest import (
     TEMPLATE_ROOT,
     Project,
+    asked_answers,
     check,
     env_file,
     interpolate,
@@ -102,7 +103,7 @@ def test_two_generations_draw_different_secrets(project, tmp_path):
         cookiecutter(
             str(TEMPLATE_ROOT),
             no_input=True,
-            extra_context=dict(project.answers),
+            extra_context=asked_answers(project.answers),
             output_dir=str(tmp_path),
             default_config=True,
         )
