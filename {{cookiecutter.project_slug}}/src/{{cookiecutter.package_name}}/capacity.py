@@ -31,6 +31,8 @@ RETRY_AFTER_SECONDS = 1
 # A link planted at a slot's name is refused, not followed. os.open's descriptors are
 # never inherited (PEP 446): a task's child holds no slot, so its worker's death frees it.
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+# What a starting worker locks to check that flock works here: not a slot.
+PROBE_NAME = "probe"
 
 
 class Slots:
@@ -77,13 +79,19 @@ class Slots:
 
 def open_slots(settings: Settings) -> Slots:
     """This host's slots in DATA_DIR/slots, checked once at start: a filesystem
-    without flock stops the worker with one sentence instead of failing each task."""
+    without flock stops the worker with one sentence instead of failing each task.
+
+    The check locks a file of its own, shared, never a slot: a worker starts while
+    the others serve (after one was killed, say), and a slot it took to check would
+    refuse, for that moment, a task another worker was starting.
+    """
     directory = embedded.private_dir(embedded.private_dir(settings.data_dir) / "slots")
-    slots = Slots(directory, settings.long_work_cap)
     try:
-        fd = slots._take()  # None (all held by other workers' tasks) proves flock works too
+        fd = os.open(directory / PROBE_NAME, _OPEN_FLAGS, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise ConfigError(f"DATA_DIR: cannot lock files in {directory}: {exc.strerror}.") from None
-    if fd is not None:
-        os.close(fd)
-    return slots
+    return Slots(directory, settings.long_work_cap)

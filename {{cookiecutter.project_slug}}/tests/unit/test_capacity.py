@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from {{ cookiecutter.package_name }} import capacity
+from {{ cookiecutter.package_name }} import capacity, config
 from {{ cookiecutter.package_name }}.errors import Busy
 
 
@@ -87,3 +87,15 @@ def test_a_child_process_never_inherits_a_slot(tmp_path):
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_starting_worker_checks_flock_without_taking_a_slot(tmp_path):
+    """A worker starts while others serve: its check must not refuse their tasks."""
+    settings = config.load({"DATA_DIR": str(tmp_path), "LONG_WORK_CAP": "2"})
+    slots = capacity.open_slots(settings)
+    assert sorted(path.name for path in slots.directory.iterdir()) == [capacity.PROBE_NAME]
+    with held(slots, 1):
+        # One slot free: while a worker starts, a task still finds it.
+        capacity.open_slots(settings)
+        with slots.hold("tasks"):
+            pass
